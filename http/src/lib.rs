@@ -1,0 +1,1 @@
+//! bulwark-http: the axum edge. It arrives with the shop.
