@@ -26,6 +26,14 @@ pub struct ActorInfo {
     pub state: ActorState,
 }
 
+impl ActorInfo {
+    /// The first segment of the path: the service the actor belongs to.
+    #[must_use]
+    pub fn service(&self) -> &str {
+        self.path.split('/').next().unwrap_or_default()
+    }
+}
+
 /// Whether a listed actor is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActorState {

@@ -2,6 +2,8 @@
 //! policies, restart intensity with escalation, backoff, and the tree
 //! listing that chaos tests read.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -1,0 +1,381 @@
+//! A node: one process's services, their router and their actor tree, with
+//! self-healing restarts and a graceful shutdown.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bulwark_supervisors::{
+    ActorInfo, ActorState, Backoff, ChildKind, KillError, SupervisorActor, SupervisorMsg, Tree,
+};
+use futures::future::BoxFuture;
+use ractor::ActorRef;
+use ractor::concurrency::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::error::NodeError;
+use crate::router::{Router, ServiceSlot, ServiceStatus};
+use crate::service::{Service, ServiceConfig, ServiceContext};
+
+/// Node settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's name (unique in a cluster).
+    pub name: String,
+    /// Deadline of a call whose caller sets none.
+    pub call_timeout: Duration,
+    /// Bound on each phase of shutdown: draining in-flight calls, then
+    /// stopping each service.
+    pub shutdown_timeout: Duration,
+    /// Delay before the node restarts a service whose root gave up; doubles
+    /// with each consecutive failure, up to its max.
+    pub service_restart_backoff: Backoff,
+    /// A service that stayed up this long starts its backoff over.
+    pub service_restart_reset_after: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for a node named `name`.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            call_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            service_restart_backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+            },
+            service_restart_reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+type Starter =
+    Box<dyn FnOnce(NodeParts) -> BoxFuture<'static, Result<RunningService, NodeError>> + Send>;
+
+/// What a service starter needs from the node being built.
+#[derive(Clone)]
+struct NodeParts {
+    config: Arc<NodeConfig>,
+    router: Router,
+    tree: Tree,
+}
+
+/// Collects services, then starts them in the order they were added.
+pub struct NodeBuilder {
+    config: NodeConfig,
+    names: Vec<&'static str>,
+    starters: Vec<Starter>,
+}
+
+impl fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("config", &self.config)
+            .field("services", &self.names)
+            .finish()
+    }
+}
+
+impl NodeBuilder {
+    /// Adds a service with its bulkhead bounds. Services start in the order
+    /// they are added and stop in reverse.
+    #[must_use]
+    pub fn service<S: Service>(mut self, service: S, config: ServiceConfig) -> Self {
+        self.names.push(S::NAME);
+        self.starters.push(Box::new(move |parts: NodeParts| {
+            Box::pin(start_service(Arc::new(service), config, parts))
+        }));
+        self
+    }
+
+    /// Starts every service. Returns once each one's tree is up.
+    ///
+    /// # Errors
+    /// [`NodeError::DuplicateService`] when a name is added twice,
+    /// [`NodeError::NoEntry`] / [`NodeError::ServiceStart`] when a tree
+    /// cannot start; the services already started are stopped again.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        for (i, name) in self.names.iter().enumerate() {
+            if self.names[..i].contains(name) {
+                return Err(NodeError::DuplicateService(name));
+            }
+        }
+        let config = Arc::new(self.config);
+        let router = Router::new(Arc::from(config.name.as_str()), config.call_timeout);
+        let parts = NodeParts {
+            config: Arc::clone(&config),
+            router: router.clone(),
+            tree: Tree::new(),
+        };
+        let mut running: Vec<RunningService> = Vec::new();
+        for starter in self.starters {
+            match starter(parts.clone()).await {
+                Ok(service) => running.push(service),
+                Err(err) => {
+                    router.close();
+                    stop_services(running).await;
+                    return Err(err);
+                }
+            }
+        }
+        info!(node = %config.name, services = ?self.names, "node started");
+        Ok(Node {
+            inner: Arc::new(NodeInner {
+                parts,
+                services: Mutex::new(running),
+            }),
+        })
+    }
+}
+
+struct RunningService {
+    name: &'static str,
+    /// Cancelled at shutdown: the keeper then stops the service's root.
+    stop: CancellationToken,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+struct NodeInner {
+    parts: NodeParts,
+    /// Taken (emptied) by the first shutdown.
+    services: Mutex<Vec<RunningService>>,
+}
+
+/// A running node. Cheap to clone; every clone is the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.parts.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A builder for a node with `config`.
+    #[must_use]
+    pub fn builder(config: NodeConfig) -> NodeBuilder {
+        NodeBuilder {
+            config,
+            names: Vec::new(),
+            starters: Vec::new(),
+        }
+    }
+
+    /// The node's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.parts.config.name
+    }
+
+    /// The node's router.
+    #[must_use]
+    pub fn router(&self) -> &Router {
+        &self.inner.parts.router
+    }
+
+    /// Every supervised actor on this node, sorted by path.
+    #[must_use]
+    pub fn actors(&self) -> Vec<ActorInfo> {
+        self.inner.parts.tree.list()
+    }
+
+    /// One actor of the listing.
+    #[must_use]
+    pub fn actor(&self, path: &str) -> Option<ActorInfo> {
+        self.inner.parts.tree.get(path)
+    }
+
+    /// Kills the actor at `path`; its supervisor applies its strategy.
+    ///
+    /// # Errors
+    /// [`KillError`] when no running actor has that path.
+    pub fn kill(&self, path: &str) -> Result<(), KillError> {
+        self.inner.parts.tree.kill(path)
+    }
+
+    /// A service's status, `None` for an unknown service.
+    #[must_use]
+    pub fn status(&self, service: &str) -> Option<ServiceStatus> {
+        self.inner.parts.router.status(service)
+    }
+
+    /// Graceful shutdown: refuse new messages, let in-flight calls finish
+    /// (up to the shutdown timeout), then stop services in reverse start
+    /// order, each root stopping its children in reverse order. A second
+    /// call does nothing.
+    pub async fn shutdown(&self) {
+        let services = std::mem::take(
+            &mut *self
+                .inner
+                .services
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if services.is_empty() {
+            return;
+        }
+        let parts = &self.inner.parts;
+        parts.router.close();
+        let drain_deadline = Instant::now() + parts.config.shutdown_timeout;
+        while parts.router.in_flight_total() > 0 && Instant::now() < drain_deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop_services(services).await;
+        info!(node = %parts.config.name, "node stopped");
+    }
+}
+
+async fn stop_services(services: Vec<RunningService>) {
+    for service in services.into_iter().rev() {
+        service.stop.cancel();
+        if let Err(err) = service.keeper.await {
+            error!(service = service.name, error = %err, "service keeper failed");
+        }
+    }
+}
+
+/// Starts one service and the keeper task that watches its root.
+async fn start_service<S: Service>(
+    service: Arc<S>,
+    config: ServiceConfig,
+    parts: NodeParts,
+) -> Result<RunningService, NodeError> {
+    let slot = ServiceSlot::<S>::new(config);
+    parts.router.register(&slot, &service.topics());
+    let keeper = Keeper {
+        service,
+        slot,
+        ctx: ServiceContext {
+            node: Arc::from(parts.config.name.as_str()),
+            router: parts.router.clone(),
+        },
+        parts,
+        stop: CancellationToken::new(),
+    };
+    let (root, join) = keeper.start_root(0).await?;
+    let stop = keeper.stop.clone();
+    let keeper = tokio::spawn(keeper.run(root, join));
+    Ok(RunningService {
+        name: S::NAME,
+        stop,
+        keeper,
+    })
+}
+
+/// Watches a service's root supervisor: when it gives up, reports the
+/// service down and restarts it after a backoff — the node heals itself, as
+/// an orchestrator restarts a crashed pod.
+struct Keeper<S: Service> {
+    service: Arc<S>,
+    slot: Arc<ServiceSlot<S>>,
+    ctx: ServiceContext,
+    parts: NodeParts,
+    stop: CancellationToken,
+}
+
+impl<S: Service> Keeper<S> {
+    async fn start_root(
+        &self,
+        restarts: u32,
+    ) -> Result<(ActorRef<SupervisorMsg>, JoinHandle<()>), NodeError> {
+        self.slot.set_starting();
+        let spec = self
+            .service
+            .tree(&self.ctx)
+            .into_spec(&self.slot)
+            .ok_or(NodeError::NoEntry(S::NAME))?;
+        let (root, join) =
+            SupervisorActor::spawn(S::NAME.to_owned(), spec, self.parts.tree.clone())
+                .await
+                .map_err(|source| NodeError::ServiceStart {
+                    service: S::NAME,
+                    source,
+                })?;
+        self.parts
+            .tree
+            .set_running(S::NAME, ChildKind::Supervisor, root.get_cell(), restarts);
+        Ok((root, join))
+    }
+
+    async fn run(self, mut root: ActorRef<SupervisorMsg>, mut join: JoinHandle<()>) {
+        let backoff = self.parts.config.service_restart_backoff;
+        let reset_after = self.parts.config.service_restart_reset_after;
+        let mut restarts = 0_u32;
+        let mut failures = 0_u32;
+        let mut up_since = Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut join => {}
+                () = self.stop.cancelled() => {
+                    self.stop_root(&root, Some(join)).await;
+                    return;
+                }
+            }
+            if self.stop.is_cancelled() {
+                self.stop_root(&root, None).await;
+                return;
+            }
+            self.slot.set_down();
+            self.parts.tree.set_stopped(S::NAME, ActorState::Down);
+            error!(
+                service = S::NAME,
+                "root supervisor gave up; the service is down"
+            );
+            if up_since.elapsed() >= reset_after {
+                failures = 0;
+            }
+            loop {
+                failures = failures.saturating_add(1);
+                let delay = backoff.delay(failures);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = self.stop.cancelled() => {
+                        self.parts.tree.remove(S::NAME);
+                        return;
+                    }
+                }
+                restarts = restarts.saturating_add(1);
+                match self.start_root(restarts).await {
+                    Ok((new_root, new_join)) => {
+                        info!(service = S::NAME, restarts, "service restarted by the node");
+                        root = new_root;
+                        join = new_join;
+                        up_since = Instant::now();
+                        break;
+                    }
+                    Err(err) => {
+                        self.slot.set_down();
+                        self.parts.tree.set_stopped(S::NAME, ActorState::Down);
+                        warn!(service = S::NAME, error = %err, "service restart failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn stop_root(&self, root: &ActorRef<SupervisorMsg>, join: Option<JoinHandle<()>>) {
+        let timeout = self.parts.config.shutdown_timeout;
+        if root.stop_and_wait(None, Some(timeout)).await.is_err() {
+            warn!(
+                service = S::NAME,
+                "service did not stop in time; killing it"
+            );
+            root.kill();
+        }
+        if let Some(join) = join {
+            let _ = tokio::time::timeout(timeout, join).await;
+        }
+        self.slot.set_down();
+        self.parts.tree.remove(S::NAME);
+        info!(service = S::NAME, "service stopped");
+    }
+}

@@ -1,0 +1,467 @@
+//! The router: `call`, `cast` and `publish` addressed by service type, with
+//! deadlines, bulkheads and typed errors.
+//!
+//! Today every target is local (delivered to the entry actor without
+//! serialization). The registry is keyed by service name so that a remote
+//! instance can later stand behind the same API: callers never hold actor
+//! references themselves.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{ActorRef, MessagingErr};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::bulkhead::Bulkhead;
+use crate::envelope::{CallContext, Envelope, MessageId};
+use crate::error::{CallError, CastError, UnavailableReason};
+use crate::service::{Call, Cast, Reply, Service, ServiceConfig, ServiceMsg, Topic, TopicEvent};
+
+/// Whether a service can take messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceStatus {
+    /// Its tree is starting or its entry actor is restarting.
+    Starting,
+    /// Its entry actor is running.
+    Up,
+    /// Its root supervisor gave up; calls fail with `Unavailable` until the
+    /// node has restarted it.
+    Down,
+}
+
+/// Load figures of one service's bulkhead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceLoad {
+    /// Messages queued and not yet taken by the entry actor.
+    pub mailbox_len: usize,
+    /// Calls sent and not yet answered.
+    pub in_flight: usize,
+}
+
+enum Entry<S: Service> {
+    Starting,
+    Up(ActorRef<ServiceMsg<S>>),
+    Down,
+}
+
+/// The router's view of one local service: where its entry actor is now,
+/// and its bulkhead.
+pub(crate) struct ServiceSlot<S: Service> {
+    /// The entry actor, replaced at every restart. A watch channel so a call
+    /// that finds the entry restarting can wait for the next one instead of
+    /// failing (bounded by its deadline).
+    entry: watch::Sender<Entry<S>>,
+    bulkhead: Arc<Bulkhead>,
+}
+
+impl<S: Service> ServiceSlot<S> {
+    pub(crate) fn new(config: ServiceConfig) -> Arc<Self> {
+        Arc::new(Self {
+            entry: watch::Sender::new(Entry::Starting),
+            bulkhead: Bulkhead::new(config.mailbox_len_max, config.in_flight_max),
+        })
+    }
+
+    pub(crate) fn set_up(&self, actor: ActorRef<ServiceMsg<S>>) {
+        self.entry.send_replace(Entry::Up(actor));
+    }
+
+    pub(crate) fn set_starting(&self) {
+        self.entry.send_replace(Entry::Starting);
+    }
+
+    pub(crate) fn set_down(&self) {
+        self.entry.send_replace(Entry::Down);
+    }
+
+    /// The running entry actor, or why there is none.
+    fn current(entry: &Entry<S>) -> Result<Option<ActorRef<ServiceMsg<S>>>, UnavailableReason> {
+        match entry {
+            Entry::Up(actor) => Ok(Some(actor.clone())),
+            Entry::Starting => Ok(None),
+            Entry::Down => Err(UnavailableReason::Down),
+        }
+    }
+
+    /// Enqueues `msg` for the entry actor. When the entry is restarting,
+    /// waits for its successor until `deadline`.
+    async fn deliver(
+        &self,
+        msg: ServiceMsg<S>,
+        deadline: Instant,
+    ) -> Result<(), UnavailableReason> {
+        let mut msg = match Self::current(&self.entry.borrow())? {
+            Some(actor) => match actor.send_message(msg) {
+                Ok(()) => return Ok(()),
+                Err(MessagingErr::SendErr(msg)) => msg,
+                Err(_) => return Err(UnavailableReason::Restarting),
+            },
+            None => msg,
+        };
+        // Slow path: subscribe first, then look, so a restart that lands in
+        // between is not missed.
+        let mut rx = self.entry.subscribe();
+        loop {
+            if let Some(actor) = Self::current(&rx.borrow_and_update())? {
+                match actor.send_message(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(MessagingErr::SendErr(returned)) => msg = returned,
+                    Err(_) => return Err(UnavailableReason::Restarting),
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(UnavailableReason::Restarting),
+            }
+        }
+    }
+
+    /// Enqueues without waiting: for casts and events.
+    fn try_deliver(&self, msg: ServiceMsg<S>) -> Result<(), UnavailableReason> {
+        match Self::current(&self.entry.borrow())? {
+            Some(actor) => actor
+                .send_message(msg)
+                .map_err(|_| UnavailableReason::Restarting),
+            None => Err(UnavailableReason::Restarting),
+        }
+    }
+}
+
+/// What the router needs of a slot without knowing its service type.
+trait AnySlot: Send + Sync {
+    fn status(&self) -> ServiceStatus;
+    fn load(&self) -> ServiceLoad;
+    fn deliver_event(
+        &self,
+        topic: &'static str,
+        envelope: Envelope<Arc<dyn Any + Send + Sync>>,
+    ) -> Result<(), CastError>;
+}
+
+impl<S: Service> AnySlot for ServiceSlot<S> {
+    fn status(&self) -> ServiceStatus {
+        match &*self.entry.borrow() {
+            Entry::Starting => ServiceStatus::Starting,
+            Entry::Up(actor) if actor.get_status() <= ractor::ActorStatus::Running => {
+                ServiceStatus::Up
+            }
+            Entry::Up(_) => ServiceStatus::Starting,
+            Entry::Down => ServiceStatus::Down,
+        }
+    }
+
+    fn load(&self) -> ServiceLoad {
+        ServiceLoad {
+            mailbox_len: self.bulkhead.mailbox_len(),
+            in_flight: self.bulkhead.in_flight(),
+        }
+    }
+
+    fn deliver_event(
+        &self,
+        topic: &'static str,
+        envelope: Envelope<Arc<dyn Any + Send + Sync>>,
+    ) -> Result<(), CastError> {
+        let mailbox = self
+            .bulkhead
+            .try_mailbox()
+            .map_err(|bound| CastError::Overloaded {
+                service: S::NAME,
+                bound,
+            })?;
+        self.try_deliver(ServiceMsg::Event(TopicEvent {
+            topic,
+            envelope,
+            mailbox,
+        }))
+        .map_err(|reason| CastError::Unavailable {
+            service: S::NAME,
+            reason,
+        })
+    }
+}
+
+/// One registered service: the same slot seen typed (for calls) and
+/// untyped (for events and status).
+#[derive(Clone)]
+struct Registered {
+    typed: Arc<dyn Any + Send + Sync>,
+    erased: Arc<dyn AnySlot>,
+}
+
+struct RouterInner {
+    node: Arc<str>,
+    call_timeout: Duration,
+    services: DashMap<&'static str, Registered>,
+    topics: DashMap<&'static str, Vec<Arc<dyn AnySlot>>>,
+    /// Set at shutdown: new messages are refused while in-flight ones drain.
+    closed: AtomicBool,
+}
+
+/// Carries calls, casts and topic events to services. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<RouterInner>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("node", &self.inner.node)
+            .field("services", &self.inner.services.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Published {
+    /// Subscribers the event was enqueued for.
+    pub delivered: usize,
+    /// Subscribers that could not take it (overloaded, down, restarting).
+    pub dropped: Vec<CastError>,
+}
+
+impl Router {
+    pub(crate) fn new(node: Arc<str>, call_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(RouterInner {
+                node,
+                call_timeout,
+                services: DashMap::new(),
+                topics: DashMap::new(),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn register<S: Service>(&self, slot: &Arc<ServiceSlot<S>>, topics: &[&'static str]) {
+        let typed: Arc<dyn Any + Send + Sync> = Arc::clone(slot) as _;
+        let erased: Arc<dyn AnySlot> = Arc::clone(slot) as _;
+        for topic in topics {
+            self.inner
+                .topics
+                .entry(topic)
+                .or_default()
+                .push(Arc::clone(&erased));
+        }
+        self.inner
+            .services
+            .insert(S::NAME, Registered { typed, erased });
+    }
+
+    pub(crate) fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+    }
+
+    /// The node this router belongs to.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The deadline a call gets when the caller sets none.
+    #[must_use]
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout
+    }
+
+    /// A fresh context with the default call timeout.
+    #[must_use]
+    pub fn context(&self) -> CallContext {
+        CallContext::new(self.inner.call_timeout)
+    }
+
+    /// The status of a service, `None` if no such service is registered.
+    #[must_use]
+    pub fn status(&self, service: &str) -> Option<ServiceStatus> {
+        self.inner.services.get(service).map(|r| r.erased.status())
+    }
+
+    /// The bulkhead load of a service.
+    #[must_use]
+    pub fn load(&self, service: &str) -> Option<ServiceLoad> {
+        self.inner.services.get(service).map(|r| r.erased.load())
+    }
+
+    /// Every registered service and its status, by name.
+    #[must_use]
+    pub fn services(&self) -> Vec<(&'static str, ServiceStatus)> {
+        let mut all: Vec<_> = self
+            .inner
+            .services
+            .iter()
+            .map(|r| (*r.key(), r.erased.status()))
+            .collect();
+        all.sort_unstable_by_key(|(name, _)| *name);
+        all
+    }
+
+    fn slot<S: Service>(&self) -> Result<Arc<ServiceSlot<S>>, UnavailableReason> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(UnavailableReason::ShuttingDown);
+        }
+        let typed = self
+            .inner
+            .services
+            .get(S::NAME)
+            .map(|r| Arc::clone(&r.typed))
+            .ok_or(UnavailableReason::NotRegistered)?;
+        // A different type registered under the same name is a wiring bug;
+        // it is reported as not registered rather than delivered wrongly.
+        typed
+            .downcast::<ServiceSlot<S>>()
+            .map_err(|_| UnavailableReason::NotRegistered)
+    }
+
+    fn envelope<T>(&self, context: CallContext, payload: T) -> Envelope<T> {
+        Envelope {
+            id: MessageId::next(),
+            context,
+            sender_node: Arc::clone(&self.inner.node),
+            payload,
+        }
+    }
+
+    /// Request/reply with the default deadline and a fresh context.
+    ///
+    /// # Errors
+    /// See [`Router::call_with`].
+    pub async fn call<S: Service>(
+        &self,
+        request: S::Request,
+    ) -> Result<S::Response, CallError<S::Error>> {
+        self.call_with::<S>(self.context(), request).await
+    }
+
+    /// Request/reply within `context` (its deadline, correlation id and
+    /// trace context travel with the request).
+    ///
+    /// # Errors
+    /// - [`CallError::Overloaded`] at once when the service's bulkhead is full;
+    /// - [`CallError::Unavailable`] at once when the service is unknown, down
+    ///   or the node is shutting down; after waiting (up to the deadline)
+    ///   when it is restarting;
+    /// - [`CallError::Restarted`] when the actor stopped before replying;
+    /// - [`CallError::Timeout`] when the deadline passed (the late reply is
+    ///   dropped);
+    /// - [`CallError::Service`] with the service's own error.
+    pub async fn call_with<S: Service>(
+        &self,
+        context: CallContext,
+        request: S::Request,
+    ) -> Result<S::Response, CallError<S::Error>> {
+        let service = S::NAME;
+        let unavailable = |reason| CallError::Unavailable { service, reason };
+        let overloaded = |bound| CallError::Overloaded { service, bound };
+        let slot = self.slot::<S>().map_err(unavailable)?;
+        let deadline = context.deadline;
+        if Instant::now() >= deadline {
+            return Err(CallError::Timeout { service });
+        }
+        let _in_flight = slot.bulkhead.try_in_flight().map_err(overloaded)?;
+        let mailbox = slot.bulkhead.try_mailbox().map_err(overloaded)?;
+        let (tx, rx) = oneshot::channel();
+        let call = Call {
+            envelope: self.envelope(context, request),
+            reply: Reply { tx },
+            mailbox,
+        };
+        slot.deliver(ServiceMsg::Call(call), deadline)
+            .await
+            .map_err(unavailable)?;
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(error))) => Err(CallError::Service { service, error }),
+            Ok(Err(_dropped)) => Err(CallError::Restarted { service }),
+            Err(_elapsed) => Err(CallError::Timeout { service }),
+        }
+    }
+
+    /// Fire-and-forget with a fresh context.
+    ///
+    /// # Errors
+    /// See [`Router::cast_with`].
+    pub fn cast<S: Service>(&self, request: S::Request) -> Result<(), CastError> {
+        self.cast_with::<S>(self.context(), request)
+    }
+
+    /// Fire-and-forget within `context`. Never waits: a service that is
+    /// restarting refuses the cast.
+    ///
+    /// # Errors
+    /// [`CastError::Overloaded`] when the mailbox bound is reached,
+    /// [`CastError::Unavailable`] when the service is unknown, down,
+    /// restarting or the node is shutting down.
+    pub fn cast_with<S: Service>(
+        &self,
+        context: CallContext,
+        request: S::Request,
+    ) -> Result<(), CastError> {
+        let service = S::NAME;
+        let unavailable = |reason| CastError::Unavailable { service, reason };
+        let slot = self.slot::<S>().map_err(unavailable)?;
+        let mailbox = slot
+            .bulkhead
+            .try_mailbox()
+            .map_err(|bound| CastError::Overloaded { service, bound })?;
+        let cast = Cast {
+            envelope: self.envelope(context, request),
+            mailbox,
+        };
+        slot.try_deliver(ServiceMsg::Cast(cast))
+            .map_err(unavailable)
+    }
+
+    /// Publishes an event on topic `T` to every subscribed service, with a
+    /// fresh context.
+    pub fn publish<T: Topic>(&self, event: T::Event) -> Published {
+        self.publish_with::<T>(&self.context(), event)
+    }
+
+    /// Publishes within `context`. In-process delivery is at most once per
+    /// subscriber: a subscriber that is overloaded or restarting misses the
+    /// event, and the result says which did. Effects that must not be lost
+    /// go through a store's outbox, which retries until confirmed.
+    pub fn publish_with<T: Topic>(&self, context: &CallContext, event: T::Event) -> Published {
+        let mut published = Published::default();
+        if self.inner.closed.load(Ordering::Acquire) {
+            return published;
+        }
+        let Some(subscribers) = self.inner.topics.get(T::NAME).map(|s| s.clone()) else {
+            return published;
+        };
+        let payload: Arc<dyn Any + Send + Sync> = Arc::new(event);
+        let id = MessageId::next();
+        for subscriber in subscribers {
+            let envelope = Envelope {
+                id,
+                context: context.clone(),
+                sender_node: Arc::clone(&self.inner.node),
+                payload: Arc::clone(&payload),
+            };
+            match subscriber.deliver_event(T::NAME, envelope) {
+                Ok(()) => published.delivered += 1,
+                Err(err) => {
+                    tracing::warn!(topic = T::NAME, error = %err, "event not delivered");
+                    published.dropped.push(err);
+                }
+            }
+        }
+        published
+    }
+
+    /// Total calls in flight across services (used to drain at shutdown).
+    pub(crate) fn in_flight_total(&self) -> usize {
+        self.inner
+            .services
+            .iter()
+            .map(|r| r.erased.load().in_flight)
+            .sum()
+    }
+}
