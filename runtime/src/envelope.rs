@@ -2,8 +2,8 @@
 //! deadline. Every hop keeps the correlation id and the trace context.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -41,10 +41,16 @@ pub enum CorrelationId {
 }
 
 impl CorrelationId {
-    /// A fresh random id.
+    /// A fresh id: a random 64-bit prefix drawn once per process, then a
+    /// counter, so ids are unique within the process, unlikely to collide
+    /// across processes, and cost one atomic add (this runs on every call).
     #[must_use]
     pub fn generate() -> Self {
-        Self::Generated(rand::random())
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(1);
+        let prefix = *PREFIX.get_or_init(rand::random);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self::Generated((u128::from(prefix) << 64) | u128::from(count))
     }
 
     /// An id supplied from outside, kept verbatim.

@@ -8,8 +8,11 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -336,7 +339,8 @@ impl Router {
         &self,
         request: S::Request,
     ) -> Result<S::Response, CallError<S::Error>> {
-        self.call_with::<S>(self.context(), request).await
+        // A fresh context cannot have expired: skip the clock read.
+        self.call_in::<S>(self.context(), request, false).await
     }
 
     /// Request/reply within `context` (its deadline, correlation id and
@@ -356,12 +360,23 @@ impl Router {
         context: CallContext,
         request: S::Request,
     ) -> Result<S::Response, CallError<S::Error>> {
+        self.call_in::<S>(context, request, true).await
+    }
+
+    async fn call_in<S: Service>(
+        &self,
+        context: CallContext,
+        request: S::Request,
+        check_deadline: bool,
+    ) -> Result<S::Response, CallError<S::Error>> {
         let service = S::NAME;
         let unavailable = |reason| CallError::Unavailable { service, reason };
         let overloaded = |bound| CallError::Overloaded { service, bound };
         let slot = self.slot::<S>().map_err(unavailable)?;
         let deadline = context.deadline;
-        if Instant::now() >= deadline {
+        // An expired deadline is not worth sending (one clock read, skipped
+        // for contexts made just now).
+        if check_deadline && Instant::now() >= deadline {
             return Err(CallError::Timeout { service });
         }
         let _in_flight = slot.bulkhead.try_in_flight().map_err(overloaded)?;
@@ -375,11 +390,17 @@ impl Router {
         slot.deliver(ServiceMsg::Call(call), deadline)
             .await
             .map_err(unavailable)?;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(error))) => Err(CallError::Service { service, error }),
-            Ok(Err(_dropped)) => Err(CallError::Restarted { service }),
-            Err(_elapsed) => Err(CallError::Timeout { service }),
+        match (ReplyBefore {
+            rx,
+            deadline,
+            timer: TimerState::Unarmed,
+        })
+        .await
+        {
+            Some(Ok(Ok(response))) => Ok(response),
+            Some(Ok(Err(error))) => Err(CallError::Service { service, error }),
+            Some(Err(_dropped)) => Err(CallError::Restarted { service }),
+            None => Err(CallError::Timeout { service }),
         }
     }
 
@@ -463,5 +484,58 @@ impl Router {
             .iter()
             .map(|r| r.erased.load().in_flight)
             .sum()
+    }
+}
+
+enum TimerState {
+    /// First poll: no timer yet.
+    Unarmed,
+    /// Yielded once so the target could run; still no timer.
+    Yielded,
+    /// Armed: the reply is slow enough to need a real timer.
+    Armed(Pin<Box<tokio::time::Sleep>>),
+}
+
+/// Awaits a reply until a deadline, arming a timer only for slow replies.
+///
+/// A timer per call costs a timer-wheel insert and removal on every call,
+/// yet nearly every reply arrives within one scheduling round. So the first
+/// poll yields instead: the woken target runs, replies, and the call
+/// completes without ever touching the timer. Only a reply still missing
+/// after that round arms the timer, at the same absolute deadline.
+struct ReplyBefore<T> {
+    rx: oneshot::Receiver<T>,
+    deadline: Instant,
+    timer: TimerState,
+}
+
+impl<T> Future for ReplyBefore<T> {
+    /// `None` when the deadline passed first.
+    type Output = Option<Result<T, oneshot::error::RecvError>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(reply) = Pin::new(&mut this.rx).poll(cx) {
+            return Poll::Ready(Some(reply));
+        }
+        loop {
+            match &mut this.timer {
+                TimerState::Unarmed => {
+                    this.timer = TimerState::Yielded;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                TimerState::Yielded => {
+                    this.timer =
+                        TimerState::Armed(Box::pin(tokio::time::sleep_until(this.deadline)));
+                }
+                TimerState::Armed(timer) => {
+                    return match timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 }
