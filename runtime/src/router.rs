@@ -143,6 +143,7 @@ trait AnySlot: Send + Sync {
         &self,
         topic: &'static str,
         envelope: Envelope<Arc<dyn Any + Send + Sync>>,
+        ack: Option<oneshot::Sender<()>>,
     ) -> Result<(), CastError>;
 }
 
@@ -169,6 +170,7 @@ impl<S: Service> AnySlot for ServiceSlot<S> {
         &self,
         topic: &'static str,
         envelope: Envelope<Arc<dyn Any + Send + Sync>>,
+        ack: Option<oneshot::Sender<()>>,
     ) -> Result<(), CastError> {
         let mailbox = self
             .bulkhead
@@ -181,6 +183,7 @@ impl<S: Service> AnySlot for ServiceSlot<S> {
             topic,
             envelope,
             mailbox,
+            ack,
         }))
         .map_err(|reason| CastError::Unavailable {
             service: S::NAME,
@@ -219,6 +222,21 @@ impl fmt::Debug for Router {
             .field("services", &self.inner.services.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Why a confirmed publish did not reach every subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Some subscribers could not take the event.
+    #[error("{} subscriber(s) refused the event", .0.len())]
+    Refused(Vec<CastError>),
+    /// A subscriber dropped the event without confirming it.
+    #[error("a subscriber dropped the event unconfirmed")]
+    Unconfirmed,
+    /// A subscriber did not confirm before the deadline.
+    #[error("a subscriber did not confirm before the deadline")]
+    Timeout,
 }
 
 /// What a publish did.
@@ -466,7 +484,7 @@ impl Router {
                 sender_node: Arc::clone(&self.inner.node),
                 payload: Arc::clone(&payload),
             };
-            match subscriber.deliver_event(T::NAME, envelope) {
+            match subscriber.deliver_event(T::NAME, envelope, None) {
                 Ok(()) => published.delivered += 1,
                 Err(err) => {
                     tracing::warn!(topic = T::NAME, error = %err, "event not delivered");
@@ -475,6 +493,59 @@ impl Router {
             }
         }
         published
+    }
+
+    /// Publishes within `context` and waits until every subscriber has
+    /// confirmed the event ([`TopicEvent::ack`]) or the deadline passes.
+    /// This is the at-least-once path an outbox relay uses: on `Err` it
+    /// publishes the same event again later, and subscribers dedupe.
+    ///
+    /// # Errors
+    /// [`PublishError`] when a subscriber could not take the event, dropped
+    /// it unconfirmed, or did not confirm before the deadline.
+    pub async fn publish_confirmed<T: Topic>(
+        &self,
+        context: &CallContext,
+        event: T::Event,
+    ) -> Result<usize, PublishError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::Refused(vec![CastError::Unavailable {
+                service: T::NAME,
+                reason: UnavailableReason::ShuttingDown,
+            }]));
+        }
+        let Some(subscribers) = self.inner.topics.get(T::NAME).map(|s| s.clone()) else {
+            return Ok(0);
+        };
+        let payload: Arc<dyn Any + Send + Sync> = Arc::new(event);
+        let id = MessageId::next();
+        let mut acks = Vec::with_capacity(subscribers.len());
+        let mut refused = Vec::new();
+        for subscriber in subscribers {
+            let envelope = Envelope {
+                id,
+                context: context.clone(),
+                sender_node: Arc::clone(&self.inner.node),
+                payload: Arc::clone(&payload),
+            };
+            let (tx, rx) = oneshot::channel();
+            match subscriber.deliver_event(T::NAME, envelope, Some(tx)) {
+                Ok(()) => acks.push(rx),
+                Err(err) => refused.push(err),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(PublishError::Refused(refused));
+        }
+        let count = acks.len();
+        for ack in acks {
+            match tokio::time::timeout_at(context.deadline, ack).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(PublishError::Unconfirmed),
+                Err(_) => return Err(PublishError::Timeout),
+            }
+        }
+        Ok(count)
     }
 
     /// Total calls in flight across services (used to drain at shutdown).

@@ -188,6 +188,9 @@ pub struct TopicEvent {
     pub(crate) topic: &'static str,
     pub(crate) envelope: Envelope<Arc<dyn Any + Send + Sync>>,
     pub(crate) mailbox: MailboxPermit,
+    /// Present when the publisher waits for confirmation
+    /// ([`crate::Router::publish_confirmed`]).
+    pub(crate) ack: Option<oneshot::Sender<()>>,
 }
 
 impl TopicEvent {
@@ -212,6 +215,17 @@ impl TopicEvent {
             return None;
         }
         self.envelope.payload.downcast_ref::<T::Event>()
+    }
+
+    /// Confirms the event is applied (durably, if the subscriber stores
+    /// it). A confirmed publisher waits for this from every subscriber; an
+    /// event dropped unconfirmed counts as not delivered and is published
+    /// again, so subscribers must dedupe.
+    pub fn ack(&mut self) {
+        self.mailbox.release();
+        if let Some(ack) = self.ack.take() {
+            let _ = ack.send(());
+        }
     }
 }
 

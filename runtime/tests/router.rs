@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use bulwark_runtime::{
-    ActorState, CallContext, CallError, CorrelationId, Node, OverloadedBound, ServiceConfig,
-    ServiceStatus, TraceContext, UnavailableReason,
+    ActorState, CallContext, CallError, CorrelationId, Node, OverloadedBound, PublishError,
+    ServiceConfig, ServiceStatus, TraceContext, UnavailableReason,
 };
 use common::{DEADLINE, Greetings, Refused, Req, Shared, Svc, eventually, node};
 use tokio::time::Instant;
@@ -215,6 +215,29 @@ async fn an_event_reaches_every_subscriber_in_different_services() {
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, vec![0, 1, 2]);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_confirmed_publish_waits_for_every_subscriber_to_ack() {
+    let shared = Shared::default();
+    let node = node(&shared).await;
+    let ctx = node.router().context();
+    let confirmed = node
+        .router()
+        .publish_confirmed::<Greetings>(&ctx, "hi".to_owned())
+        .await;
+    assert_eq!(confirmed, Ok(3));
+    assert_eq!(
+        shared.events.lock().unwrap().len(),
+        3,
+        "all applied before Ok"
+    );
+    let unconfirmed = node
+        .router()
+        .publish_confirmed::<Greetings>(&ctx, "unconfirmed".to_owned())
+        .await;
+    assert_eq!(unconfirmed, Err(PublishError::Unconfirmed));
     node.shutdown().await;
 }
 

@@ -161,8 +161,13 @@ impl<const N: usize> Actor for SvcActor<N> {
                 shared.contexts.lock().unwrap().push((N, envelope.context));
             }
             ServiceMsg::Event(mut event) => {
-                if let Some(text) = event.get::<Greetings>() {
-                    shared.events.lock().unwrap().push((N, text.clone()));
+                if let Some(text) = event.get::<Greetings>().cloned() {
+                    // "unconfirmed" events are dropped without an ack.
+                    let confirm = text != "unconfirmed";
+                    shared.events.lock().unwrap().push((N, text));
+                    if confirm {
+                        event.ack();
+                    }
                 }
             }
         }
