@@ -1,0 +1,48 @@
+//! The notifications service's logic: list requests, and shop events
+//! applied once each and acknowledged only once durable.
+
+use bulwark_runtime::TopicEvent;
+use tracing::warn;
+
+use super::Notifications;
+use super::messages::{NotificationsRequest, NotificationsResponse};
+use super::store::NotificationsStore;
+use crate::common::{ShopError, ShopEvents};
+use crate::entry::{EntryActor, Handler};
+
+/// The notifications entry actor.
+pub(crate) type NotificationsActor = EntryActor<NotificationsState>;
+
+/// What each request's task works with.
+#[derive(Debug, Clone)]
+pub(crate) struct NotificationsState {
+    pub(crate) store: NotificationsStore,
+}
+
+impl Handler for NotificationsState {
+    type Service = Notifications;
+
+    async fn serve(
+        &self,
+        request: NotificationsRequest,
+    ) -> Result<NotificationsResponse, ShopError> {
+        match request {
+            NotificationsRequest::ListByUser { user_id, page } => self
+                .store
+                .list_by_user(user_id, page)
+                .map(NotificationsResponse::Page),
+        }
+    }
+
+    async fn on_event(&self, mut event: TopicEvent) {
+        let Some(shop_event) = event.get::<ShopEvents>().cloned() else {
+            event.ack();
+            return;
+        };
+        match self.store.apply(&shop_event).await {
+            Ok(()) => event.ack(),
+            // Unacknowledged: the relay publishes it again.
+            Err(err) => warn!(event = %shop_event.id, error = %err, "event not applied"),
+        }
+    }
+}

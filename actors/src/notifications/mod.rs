@@ -1,0 +1,95 @@
+//! The notifications service: one notification per shop event, by user.
+
+mod actor;
+pub(crate) mod messages;
+mod store;
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, Strategy, Topic};
+use bulwark_storage::{Inbox, Store, StoreError};
+
+use crate::common::{ShopError, ShopEvents, now_ms};
+use actor::{NotificationsActor, NotificationsState};
+use messages::{NotificationsRequest, NotificationsResponse};
+use store::NotificationsStore;
+
+/// How often applied event ids older than the retention are pruned.
+const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The notifications service.
+#[derive(Debug)]
+pub struct Notifications {
+    state: NotificationsState,
+}
+
+impl Notifications {
+    /// The service on an open store.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the store's tables cannot be opened.
+    pub fn new(store: Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            state: NotificationsState {
+                store: NotificationsStore::open(store)?,
+            },
+        })
+    }
+}
+
+impl Service for Notifications {
+    const NAME: &'static str = "notifications";
+    type Request = NotificationsRequest;
+    type Response = NotificationsResponse;
+    type Error = ShopError;
+
+    fn tree(&self, _ctx: &ServiceContext) -> ServiceTree<Self> {
+        let state = self.state.clone();
+        let inbox = self.state.store.inbox.clone();
+        ServiceTree::new(Strategy::OneForOne)
+            .entry("entry", move || (NotificationsActor::new(), state.clone()))
+            .child(ChildSpec::actor(
+                "inbox-pruner",
+                Restart::Permanent,
+                move || (InboxPruner, (inbox.clone(), INBOX_PRUNE_INTERVAL)),
+            ))
+    }
+
+    fn topics(&self) -> Vec<&'static str> {
+        vec![ShopEvents::NAME]
+    }
+}
+
+/// Prunes applied event ids older than the retention, periodically.
+#[derive(Debug)]
+struct InboxPruner;
+
+impl Actor for InboxPruner {
+    type Msg = ();
+    type State = (Inbox<String>, Duration);
+    type Arguments = (Inbox<String>, Duration);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_after(args.1, || ());
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<()>,
+        (): (),
+        (inbox, interval): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Err(err) = inbox.prune(now_ms()).await {
+            tracing::warn!(error = %err, "inbox prune failed");
+        }
+        myself.send_after(*interval, || ());
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! The notifications service's tables: notifications by (user, id), and
+//! the inbox of applied event ids that makes each event count once.
+
+use bulwark_storage::{IdGenerator, Inbox, Store, StoreError, Table};
+
+use super::messages::Notification;
+use crate::common::{EventKind, Page, PageRequest, ShopError, ShopEvent, now_ms};
+
+/// How long an applied event id is remembered. Redeliveries come from an
+/// outbox relay within seconds; a week is a wide margin.
+pub(crate) const INBOX_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// The notifications store.
+#[derive(Debug, Clone)]
+pub(crate) struct NotificationsStore {
+    store: Store,
+    notifications: Table<(u64, u64), Notification>,
+    pub(crate) inbox: Inbox<String>,
+    ids: IdGenerator,
+}
+
+/// The notification an event makes, if any: (user, kind, order, text).
+fn describe(kind: &EventKind) -> Option<(u64, Option<u64>, String)> {
+    match kind {
+        EventKind::UserCreated { user_id, username } => {
+            Some((*user_id, None, format!("Welcome, {username}!")))
+        }
+        EventKind::OrderCompleted {
+            order_id,
+            user_id,
+            total_cents,
+        } => Some((
+            *user_id,
+            Some(*order_id),
+            format!(
+                "Order {order_id} is complete: {}.{:02} charged.",
+                total_cents / 100,
+                total_cents % 100
+            ),
+        )),
+        EventKind::OrderCancelled {
+            order_id,
+            user_id,
+            reason,
+        } => Some((
+            *user_id,
+            Some(*order_id),
+            format!("Order {order_id} was cancelled: {reason}."),
+        )),
+        _ => None,
+    }
+}
+
+impl NotificationsStore {
+    pub(crate) fn open(store: Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            notifications: store.table("notifications")?,
+            inbox: store.inbox("events", INBOX_RETENTION_MS)?,
+            ids: store.id_generator("notifications")?,
+            store,
+        })
+    }
+
+    /// Applies one event: records its notification unless the event was
+    /// applied before. Returns once durable.
+    pub(crate) async fn apply(&self, event: &ShopEvent) -> Result<(), ShopError> {
+        let Some((user_id, order_id, message)) = describe(&event.kind) else {
+            return Ok(());
+        };
+        if self.inbox.contains(&event.id)? {
+            return Ok(());
+        }
+        let id = self.ids.next_id().await?;
+        let notification = Notification {
+            id,
+            user_id,
+            kind: event.kind.name().to_owned(),
+            order_id,
+            message,
+            event_id: event.id.clone(),
+            created_at_ms: now_ms(),
+        };
+        self.store
+            .write(|tx| {
+                if self.inbox.check_and_record(tx, &event.id, now_ms())? {
+                    self.notifications
+                        .insert(tx, &(user_id, id), &notification)?;
+                }
+                Ok::<_, ShopError>(())
+            })
+            .await
+    }
+
+    pub(crate) fn list_by_user(
+        &self,
+        user_id: u64,
+        page: PageRequest,
+    ) -> Result<Page<Notification>, ShopError> {
+        let page = page.validate()?;
+        let mut total = 0_u64;
+        let mut items = Vec::with_capacity(page.page_size as usize);
+        for (i, row) in self.notifications.with_first(&user_id).enumerate() {
+            let (_, notification) = row?;
+            total += 1;
+            if i >= page.offset() && items.len() < page.page_size as usize {
+                items.push(notification);
+            }
+        }
+        Ok(Page {
+            items,
+            total,
+            page: page.page,
+            page_size: page.page_size,
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! The orders service: event-sourced orders, the saga that fulfils them,
+//! and the read model of orders by user.
+
+mod actor;
+pub(crate) mod messages;
+mod saga;
+mod state;
+mod store;
+
+use std::sync::Arc;
+
+use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, Strategy};
+use bulwark_storage::{Store, StoreError};
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::ShopError;
+use crate::relay::{Kick, RelayActor, RelayArgs};
+use actor::{OrdersActor, OrdersState};
+use messages::{OrdersRequest, OrdersResponse};
+use saga::Sagas;
+use store::OrdersStore;
+
+/// The orders service.
+#[derive(Debug)]
+pub struct Orders {
+    store: OrdersStore,
+    kick: Kick,
+    running: Arc<DashMap<u64, ()>>,
+    /// Stops every saga task when the service is dropped (node shutdown);
+    /// they resume from the store at the next start.
+    stop: CancellationToken,
+}
+
+impl Orders {
+    /// The service on an open store.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the store's tables cannot be opened.
+    pub fn new(store: Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: OrdersStore::open(store)?,
+            kick: Kick::default(),
+            running: Arc::default(),
+            stop: CancellationToken::new(),
+        })
+    }
+}
+
+impl Drop for Orders {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Service for Orders {
+    const NAME: &'static str = "orders";
+    type Request = OrdersRequest;
+    type Response = OrdersResponse;
+    type Error = ShopError;
+
+    fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
+        let sagas = Sagas::new(
+            self.store.clone(),
+            ctx.router.clone(),
+            self.kick.clone(),
+            Arc::clone(&self.running),
+            self.stop.clone(),
+        );
+        let state = OrdersState {
+            store: self.store.clone(),
+            sagas,
+        };
+        let relay = RelayArgs {
+            service: Self::NAME,
+            outbox: self.store.outbox.clone(),
+            router: ctx.router.clone(),
+            kick: self.kick.clone(),
+        };
+        ServiceTree::new(Strategy::OneForOne)
+            .entry("entry", move || (OrdersActor::new(), state.clone()))
+            .child(ChildSpec::actor("relay", Restart::Permanent, move || {
+                (RelayActor, relay.clone())
+            }))
+    }
+}

@@ -1,0 +1,280 @@
+//! The order saga, orchestrated by the orders service: validate user →
+//! reserve stock → charge → commit stock → completed; after a failure,
+//! compensation in reverse (refund, release) → cancelled.
+//!
+//! Each order's saga is a task that folds the order's stream, takes the
+//! next step (`OrderState::next_step`), calls the service that does it, and
+//! records the outcome as an event with an expected-version append. Every
+//! step is idempotent by order id, so a step repeated after a crash or a
+//! timeout is harmless. Progress lives in the store, not in the task: a
+//! restarted service resumes every pending order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_runtime::{CallError, Router, UnavailableReason};
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::state::{OrderEvent, OrderState, Step};
+use super::store::{OrdersStore, RecordError};
+use crate::common::ShopError;
+use crate::payments::messages::{PaymentStatus, PaymentsRequest, PaymentsResponse};
+use crate::products::messages::ProductsRequest;
+use crate::relay::Kick;
+use crate::users::messages::UsersRequest;
+use crate::{Payments, Products, Users};
+
+/// Deadline of one step's call.
+const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Failed attempts of a forward step before the saga gives up and
+/// compensates. Compensation steps are retried without limit: they must
+/// finish.
+const FORWARD_ATTEMPTS_MAX: u32 = 8;
+/// First retry delay; doubles per attempt up to `RETRY_DELAY_MAX`.
+const RETRY_DELAY_INITIAL: Duration = Duration::from_millis(50);
+/// Longest retry delay.
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
+
+enum Outcome {
+    Record(OrderEvent),
+    Retry(String),
+    /// The node is shutting down: stop; the saga resumes at the next start.
+    Stop,
+}
+
+/// Runs order sagas; one task per pending order at most.
+#[derive(Debug, Clone)]
+pub(crate) struct Sagas {
+    store: OrdersStore,
+    router: Router,
+    kick: Kick,
+    /// Orders whose saga task is running; shared across actor restarts so
+    /// a restarted entry never starts a second task for the same order.
+    running: Arc<DashMap<u64, ()>>,
+    /// Cancelled when the service is dropped (node shutdown).
+    stop: CancellationToken,
+}
+
+/// Removes an order from the running set when its task ends, however.
+struct Running(Arc<DashMap<u64, ()>>, u64);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
+    }
+}
+
+fn is_forward(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::ValidateUser | Step::Reserve | Step::Charge | Step::Commit
+    )
+}
+
+fn classify(error: CallError<ShopError>) -> Outcome {
+    match error {
+        CallError::Unavailable {
+            reason: UnavailableReason::ShuttingDown,
+            ..
+        } => Outcome::Stop,
+        CallError::Service {
+            error: ShopError::Rejected { reason },
+            ..
+        } => Outcome::Record(OrderEvent::Compensating { reason }),
+        CallError::Service {
+            error:
+                error @ (ShopError::NotFound { .. }
+                | ShopError::Conflict { .. }
+                | ShopError::Invalid { .. }),
+            ..
+        } => Outcome::Record(OrderEvent::Compensating {
+            reason: error.to_string(),
+        }),
+        other => Outcome::Retry(other.to_string()),
+    }
+}
+
+impl Sagas {
+    pub(crate) fn new(
+        store: OrdersStore,
+        router: Router,
+        kick: Kick,
+        running: Arc<DashMap<u64, ()>>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            router,
+            kick,
+            running,
+            stop,
+        }
+    }
+
+    /// Starts the saga of `id` unless it is running already.
+    pub(crate) fn ensure(&self, id: u64) {
+        if self.stop.is_cancelled() || self.running.insert(id, ()).is_some() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _running = Running(Arc::clone(&this.running), id);
+            tokio::select! {
+                () = this.run(id) => {}
+                () = this.stop.cancelled() => {}
+            }
+        });
+    }
+
+    /// Starts the saga of every pending order.
+    pub(crate) fn resume_pending(&self) {
+        match self.store.pending() {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    info!(count = ids.len(), "resuming pending order sagas");
+                }
+                for id in ids {
+                    self.ensure(id);
+                }
+            }
+            Err(err) => warn!(error = %err, "cannot list pending orders"),
+        }
+    }
+
+    async fn run(&self, id: u64) {
+        let mut failures = 0_u32;
+        loop {
+            let state = match self.store.load(id) {
+                Ok(state) => state,
+                Err(err) => {
+                    warn!(order = id, error = %err, "cannot load order");
+                    return;
+                }
+            };
+            let Some(step) = state.next_step() else {
+                return;
+            };
+            let event = match self.execute(&state, id, &step).await {
+                Outcome::Record(event) => event,
+                Outcome::Stop => return,
+                Outcome::Retry(reason) => {
+                    failures += 1;
+                    if is_forward(&step) && failures >= FORWARD_ATTEMPTS_MAX {
+                        OrderEvent::Compensating {
+                            reason: format!("{step:?} failed {failures} times: {reason}"),
+                        }
+                    } else {
+                        warn!(order = id, ?step, %reason, failures, "saga step failed; retrying");
+                        tokio::time::sleep(retry_delay(failures)).await;
+                        continue;
+                    }
+                }
+            };
+            match self
+                .store
+                .record(id, &state, std::slice::from_ref(&event))
+                .await
+            {
+                Ok(next) => {
+                    failures = 0;
+                    if next.outcome.is_some() {
+                        self.kick.kick();
+                        info!(
+                            order = id,
+                            status = next.status().as_str(),
+                            "order saga finished"
+                        );
+                    }
+                }
+                Err(RecordError::Conflict) => {}
+                Err(RecordError::Failed(err)) => {
+                    failures += 1;
+                    warn!(order = id, error = %err, "cannot record saga progress; retrying");
+                    tokio::time::sleep(retry_delay(failures)).await;
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, state: &OrderState, id: u64, step: &Step) -> Outcome {
+        let ctx = self
+            .router
+            .context()
+            .with_deadline(tokio::time::Instant::now() + STEP_TIMEOUT);
+        let router = &self.router;
+        let done = |event| Ok::<_, CallError<ShopError>>(Outcome::Record(event));
+        let result = match step {
+            Step::ValidateUser => router
+                .call_with::<Users>(ctx, UsersRequest::Get(state.user_id))
+                .await
+                .and_then(|_| done(OrderEvent::UserValidated)),
+            Step::Reserve => router
+                .call_with::<Products>(
+                    ctx,
+                    ProductsRequest::Reserve {
+                        order_id: id,
+                        items: state.items.clone(),
+                    },
+                )
+                .await
+                .and_then(|_| done(OrderEvent::StockReserved)),
+            Step::Charge => router
+                .call_with::<Payments>(
+                    ctx,
+                    PaymentsRequest::Charge {
+                        order_id: id,
+                        amount_cents: state.total_cents,
+                    },
+                )
+                .await
+                .and_then(|response| match response {
+                    PaymentsResponse::Payment(p) if p.status == PaymentStatus::Charged => {
+                        done(OrderEvent::PaymentCharged)
+                    }
+                    _ => done(OrderEvent::Compensating {
+                        reason: "the payment was refunded".to_owned(),
+                    }),
+                }),
+            Step::Commit => router
+                .call_with::<Products>(ctx, ProductsRequest::Commit { order_id: id })
+                .await
+                .and_then(|_| done(OrderEvent::StockCommitted)),
+            Step::Refund => router
+                .call_with::<Payments>(ctx, PaymentsRequest::Refund { order_id: id })
+                .await
+                .and_then(|_| done(OrderEvent::PaymentRefunded)),
+            Step::Release => router
+                .call_with::<Products>(ctx, ProductsRequest::Release { order_id: id })
+                .await
+                .and_then(|_| done(OrderEvent::StockReleased)),
+            Step::Complete => done(OrderEvent::Completed),
+            Step::Compensate(reason) => done(OrderEvent::Compensating {
+                reason: reason.clone(),
+            }),
+            Step::Cancel(reason) => done(OrderEvent::Cancelled {
+                reason: reason.clone(),
+            }),
+        };
+        match result {
+            Ok(outcome) => outcome,
+            // Compensation must finish: its failures are always retried.
+            Err(error) if !is_forward(step) => match classify(error) {
+                Outcome::Stop => Outcome::Stop,
+                Outcome::Record(OrderEvent::Compensating { reason }) | Outcome::Retry(reason) => {
+                    Outcome::Retry(reason)
+                }
+                Outcome::Record(other) => Outcome::Retry(format!("{other:?}")),
+            },
+            Err(error) => classify(error),
+        }
+    }
+}
+
+fn retry_delay(failures: u32) -> Duration {
+    let shift = failures.saturating_sub(1).min(16);
+    RETRY_DELAY_INITIAL
+        .checked_mul(1 << shift)
+        .map_or(RETRY_DELAY_MAX, |d| d.min(RETRY_DELAY_MAX))
+}

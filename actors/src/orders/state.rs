@@ -1,0 +1,250 @@
+//! An order's event stream, the state folded from it, and the saga's next
+//! step as a pure function of that state.
+
+use serde::{Deserialize, Serialize};
+
+use super::messages::{Order, OrderStatus};
+use crate::common::LineItem;
+
+/// What happened to an order. The stream is the source of truth; the read
+/// model is derived from it in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum OrderEvent {
+    Placed {
+        user_id: u64,
+        items: Vec<LineItem>,
+        total_cents: u64,
+        created_at_ms: u64,
+    },
+    UserValidated,
+    StockReserved,
+    PaymentCharged,
+    StockCommitted,
+    Completed,
+    CancelRequested {
+        reason: String,
+    },
+    Compensating {
+        reason: String,
+    },
+    PaymentRefunded,
+    StockReleased,
+    Cancelled {
+        reason: String,
+    },
+}
+
+/// The saga's next action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    ValidateUser,
+    Reserve,
+    Charge,
+    Commit,
+    Complete,
+    /// Stop going forward and undo, for this reason.
+    Compensate(String),
+    Refund,
+    Release,
+    Cancel(String),
+}
+
+/// An order as folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OrderState {
+    pub(crate) user_id: u64,
+    pub(crate) items: Vec<LineItem>,
+    pub(crate) total_cents: u64,
+    pub(crate) created_at_ms: u64,
+    pub(crate) user_validated: bool,
+    pub(crate) reserved: bool,
+    pub(crate) charged: bool,
+    pub(crate) committed: bool,
+    pub(crate) cancel_requested: Option<String>,
+    pub(crate) compensating: Option<String>,
+    pub(crate) refunded: bool,
+    pub(crate) released: bool,
+    pub(crate) outcome: Option<(OrderStatus, Option<String>)>,
+    /// Events applied so far.
+    pub(crate) version: u64,
+}
+
+impl OrderState {
+    pub(crate) fn apply(&mut self, event: &OrderEvent) {
+        self.version += 1;
+        match event {
+            OrderEvent::Placed {
+                user_id,
+                items,
+                total_cents,
+                created_at_ms,
+            } => {
+                self.user_id = *user_id;
+                self.items.clone_from(items);
+                self.total_cents = *total_cents;
+                self.created_at_ms = *created_at_ms;
+            }
+            OrderEvent::UserValidated => self.user_validated = true,
+            OrderEvent::StockReserved => self.reserved = true,
+            OrderEvent::PaymentCharged => self.charged = true,
+            OrderEvent::StockCommitted => self.committed = true,
+            OrderEvent::Completed => self.outcome = Some((OrderStatus::Completed, None)),
+            OrderEvent::CancelRequested { reason } => {
+                self.cancel_requested = Some(reason.clone());
+            }
+            OrderEvent::Compensating { reason } => self.compensating = Some(reason.clone()),
+            OrderEvent::PaymentRefunded => self.refunded = true,
+            OrderEvent::StockReleased => self.released = true,
+            OrderEvent::Cancelled { reason } => {
+                self.outcome = Some((OrderStatus::Cancelled, Some(reason.clone())));
+            }
+        }
+    }
+
+    pub(crate) fn fold<'a>(events: impl IntoIterator<Item = &'a OrderEvent>) -> Self {
+        let mut state = Self::default();
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+
+    pub(crate) fn status(&self) -> OrderStatus {
+        self.outcome
+            .as_ref()
+            .map_or(OrderStatus::Pending, |(status, _)| *status)
+    }
+
+    pub(crate) fn view(&self, id: u64) -> Order {
+        Order {
+            id,
+            user_id: self.user_id,
+            items: self.items.clone(),
+            total_cents: self.total_cents,
+            status: self.status(),
+            reason: self.outcome.as_ref().and_then(|(_, r)| r.clone()),
+            created_at_ms: self.created_at_ms,
+            version: self.version,
+        }
+    }
+
+    /// Whether a cancel request can still be honoured: pending, and the
+    /// stock not yet committed (past that point the order completes).
+    pub(crate) fn cancellable(&self) -> bool {
+        self.outcome.is_none() && !self.committed && self.cancel_requested.is_none()
+    }
+
+    /// The saga's next step; `None` once the order is completed or
+    /// cancelled. Compensation runs in reverse: refund, then release. Both
+    /// are idempotent and safe when the forward step never happened (a
+    /// refund with no charge voids the order; a release with no reservation
+    /// blocks a late one), so they run whatever the forward steps reached —
+    /// a step that timed out may still have been applied.
+    pub(crate) fn next_step(&self) -> Option<Step> {
+        if self.outcome.is_some() || self.version == 0 {
+            return None;
+        }
+        if let Some(reason) = &self.compensating {
+            return Some(if !self.refunded {
+                Step::Refund
+            } else if !self.released {
+                Step::Release
+            } else {
+                Step::Cancel(reason.clone())
+            });
+        }
+        if let Some(reason) = &self.cancel_requested
+            && !self.committed
+        {
+            return Some(Step::Compensate(reason.clone()));
+        }
+        Some(if !self.user_validated {
+            Step::ValidateUser
+        } else if !self.reserved {
+            Step::Reserve
+        } else if !self.charged {
+            Step::Charge
+        } else if !self.committed {
+            Step::Commit
+        } else {
+            Step::Complete
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed() -> OrderEvent {
+        OrderEvent::Placed {
+            user_id: 1,
+            items: vec![LineItem {
+                product_id: 2,
+                quantity: 3,
+                price_cents: 100,
+            }],
+            total_cents: 300,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_happy_path_goes_forward_step_by_step() {
+        let mut state = OrderState::fold(&[placed()]);
+        let expected = [
+            (Step::ValidateUser, OrderEvent::UserValidated),
+            (Step::Reserve, OrderEvent::StockReserved),
+            (Step::Charge, OrderEvent::PaymentCharged),
+            (Step::Commit, OrderEvent::StockCommitted),
+            (Step::Complete, OrderEvent::Completed),
+        ];
+        for (step, event) in expected {
+            assert_eq!(state.next_step(), Some(step));
+            state.apply(&event);
+        }
+        assert_eq!(state.next_step(), None);
+        assert_eq!(state.status(), OrderStatus::Completed);
+        assert_eq!(state.version, 6);
+    }
+
+    #[test]
+    fn compensation_refunds_then_releases_then_cancels() {
+        let mut state = OrderState::fold(&[
+            placed(),
+            OrderEvent::UserValidated,
+            OrderEvent::StockReserved,
+            OrderEvent::Compensating {
+                reason: "declined".into(),
+            },
+        ]);
+        assert_eq!(state.next_step(), Some(Step::Refund));
+        state.apply(&OrderEvent::PaymentRefunded);
+        assert_eq!(state.next_step(), Some(Step::Release));
+        state.apply(&OrderEvent::StockReleased);
+        assert_eq!(state.next_step(), Some(Step::Cancel("declined".into())));
+        state.apply(&OrderEvent::Cancelled {
+            reason: "declined".into(),
+        });
+        assert_eq!(state.next_step(), None);
+        assert_eq!(state.view(9).reason.as_deref(), Some("declined"));
+    }
+
+    #[test]
+    fn a_cancel_request_is_honoured_only_before_the_stock_is_committed() {
+        let mut state = OrderState::fold(&[placed(), OrderEvent::UserValidated]);
+        assert!(state.cancellable());
+        state.apply(&OrderEvent::CancelRequested {
+            reason: "by user".into(),
+        });
+        assert_eq!(state.next_step(), Some(Step::Compensate("by user".into())));
+        let committed = OrderState::fold(&[
+            placed(),
+            OrderEvent::UserValidated,
+            OrderEvent::StockReserved,
+            OrderEvent::PaymentCharged,
+            OrderEvent::StockCommitted,
+        ]);
+        assert!(!committed.cancellable());
+    }
+}

@@ -1,0 +1,62 @@
+//! The payments service's typed API (a simulated provider).
+
+use serde::{Deserialize, Serialize};
+
+/// Where a payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentStatus {
+    /// The amount was charged.
+    Charged,
+    /// The charge was refunded.
+    Refunded,
+}
+
+/// The payment of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The order paid for.
+    pub order_id: u64,
+    /// Amount charged, in cents.
+    pub amount_cents: u64,
+    /// Charged or refunded.
+    pub status: PaymentStatus,
+    /// When it was charged, ms since the Unix epoch.
+    pub charged_at_ms: u64,
+    /// When it was refunded.
+    pub refunded_at_ms: Option<u64>,
+}
+
+/// What the payments service is asked. `Charge` and `Refund` are idempotent
+/// by order id: a repeated charge returns the existing payment and never
+/// charges twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentsRequest {
+    /// Charge an order (`Payment`). `ShopError::Rejected` when declined,
+    /// `ShopError::Transient` on a simulated provider failure (retry).
+    Charge {
+        /// The order.
+        order_id: u64,
+        /// Amount in cents.
+        amount_cents: u64,
+    },
+    /// Refund an order's charge (`Payment`, or `None` when nothing was
+    /// charged: the refund is then recorded so a late charge is refused).
+    Refund {
+        /// The order.
+        order_id: u64,
+    },
+    /// Read an order's payment (`Payment` or `None`).
+    Get {
+        /// The order.
+        order_id: u64,
+    },
+}
+
+/// What the payments service answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentsResponse {
+    /// The order's payment.
+    Payment(Payment),
+    /// The order has no payment.
+    None,
+}

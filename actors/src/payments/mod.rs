@@ -1,0 +1,59 @@
+//! The payments service: a simulated payment provider with an idempotent
+//! ledger of payments by order id.
+
+mod actor;
+pub(crate) mod messages;
+mod store;
+
+use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
+use bulwark_storage::{Store, StoreError};
+
+use crate::common::ShopError;
+use actor::{PaymentsActor, PaymentsState};
+use messages::{PaymentsRequest, PaymentsResponse};
+use store::PaymentsStore;
+
+/// The payment simulator's behaviour.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PaymentsConfig {
+    /// Decline every charge above this many cents (deterministic).
+    pub decline_over_cents: Option<u64>,
+    /// Probability (0.0–1.0) that a new charge fails transiently.
+    pub failure_rate: f64,
+    /// Simulated provider latency of a new charge, in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// The payments service.
+#[derive(Debug)]
+pub struct Payments {
+    state: PaymentsState,
+}
+
+impl Payments {
+    /// The service on an open store.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the store's tables cannot be opened.
+    pub fn new(store: Store, config: PaymentsConfig) -> Result<Self, StoreError> {
+        Ok(Self {
+            state: PaymentsState {
+                store: PaymentsStore::open(store)?,
+                config,
+            },
+        })
+    }
+}
+
+impl Service for Payments {
+    const NAME: &'static str = "payments";
+    type Request = PaymentsRequest;
+    type Response = PaymentsResponse;
+    type Error = ShopError;
+
+    fn tree(&self, _ctx: &ServiceContext) -> ServiceTree<Self> {
+        let state = self.state.clone();
+        ServiceTree::new(Strategy::OneForOne)
+            .entry("entry", move || (PaymentsActor::new(), state.clone()))
+    }
+}

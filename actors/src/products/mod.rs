@@ -1,0 +1,59 @@
+//! The products service: the catalog, stock, and reservations by order id.
+
+mod actor;
+pub(crate) mod messages;
+mod store;
+
+use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, Strategy};
+use bulwark_storage::{Store, StoreError};
+
+use crate::common::ShopError;
+use crate::relay::{Kick, RelayActor, RelayArgs};
+use actor::{ProductsActor, ProductsState};
+use messages::{ProductsRequest, ProductsResponse};
+use store::ProductsStore;
+
+/// The products service. Holds its open store, which outlives actor restarts.
+#[derive(Debug)]
+pub struct Products {
+    store: ProductsStore,
+    kick: Kick,
+}
+
+impl Products {
+    /// The service on an open store.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the store's tables cannot be opened.
+    pub fn new(store: Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: ProductsStore::open(store)?,
+            kick: Kick::default(),
+        })
+    }
+}
+
+impl Service for Products {
+    const NAME: &'static str = "products";
+    type Request = ProductsRequest;
+    type Response = ProductsResponse;
+    type Error = ShopError;
+
+    fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
+        let state = ProductsState {
+            store: self.store.clone(),
+            kick: self.kick.clone(),
+        };
+        let relay = RelayArgs {
+            service: Self::NAME,
+            outbox: self.store.outbox.clone(),
+            router: ctx.router.clone(),
+            kick: self.kick.clone(),
+        };
+        ServiceTree::new(Strategy::OneForOne)
+            .entry("entry", move || (ProductsActor::new(), state.clone()))
+            .child(ChildSpec::actor("relay", Restart::Permanent, move || {
+                (RelayActor, relay.clone())
+            }))
+    }
+}
