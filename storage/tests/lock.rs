@@ -23,6 +23,7 @@ fn open_in_child(dir: &Path) -> String {
         .args([
             "--exact",
             "child_process_entry_point",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -39,6 +40,7 @@ fn open_in_child(dir: &Path) -> String {
 }
 
 #[test]
+#[ignore = "the child process of another test; it runs only when re-executed by it"]
 fn child_process_entry_point() {
     let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
         return; // Not the child: nothing to do.
