@@ -157,6 +157,39 @@ pub struct Page<T> {
     pub page_size: u32,
 }
 
+impl<T> Page<T> {
+    /// The requested page of `rows` (every row is read to count the total).
+    ///
+    /// # Errors
+    /// [`ShopError::Invalid`] for a page request out of bounds; the first
+    /// row that fails to read.
+    pub(crate) fn collect<R, E>(
+        rows: impl IntoIterator<Item = Result<R, E>>,
+        page: PageRequest,
+        mut item: impl FnMut(R) -> Result<T, ShopError>,
+    ) -> Result<Self, ShopError>
+    where
+        ShopError: From<E>,
+    {
+        let page = page.validate()?;
+        let mut total = 0_u64;
+        let mut items = Vec::with_capacity(page.page_size as usize);
+        for (i, row) in rows.into_iter().enumerate() {
+            let row = row?;
+            total += 1;
+            if i >= page.offset() && items.len() < page.page_size as usize {
+                items.push(item(row)?);
+            }
+        }
+        Ok(Self {
+            items,
+            total,
+            page: page.page,
+            page_size: page.page_size,
+        })
+    }
+}
+
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineItem {

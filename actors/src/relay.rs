@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulwark_runtime::Router;
+use bulwark_runtime::{ChildSpec, Restart, Router, Service, ServiceTree};
 use bulwark_storage::Outbox;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::Notify;
@@ -41,6 +41,25 @@ pub(crate) struct RelayArgs {
     pub(crate) outbox: Outbox<EventKind>,
     pub(crate) router: Router,
     pub(crate) kick: Kick,
+}
+
+/// Adds to `tree` the relay child that moves `outbox` to the event topic;
+/// `kick` wakes it after each write that fills the outbox.
+pub(crate) fn with_relay<S: Service>(
+    tree: ServiceTree<S>,
+    outbox: Outbox<EventKind>,
+    router: Router,
+    kick: Kick,
+) -> ServiceTree<S> {
+    let args = RelayArgs {
+        service: S::NAME,
+        outbox,
+        router,
+        kick,
+    };
+    tree.child(ChildSpec::actor("relay", Restart::Permanent, move || {
+        (RelayActor, args.clone())
+    }))
 }
 
 /// The relay actor: one pass per message, then it schedules the next.

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bulwark_actors::{
     LineItem, NewProduct, NewUser, Notification, NotificationsRequest, NotificationsResponse,
-    Order, OrderStatus, Orders, OrdersRequest, OrdersResponse, PageRequest, Payment,
-    PaymentStatus, Payments, PaymentsConfig, PaymentsRequest, PaymentsResponse, PlaceOrder,
-    Product, Products, ProductsRequest, ProductsResponse, ShopConfig, ShopError, Users,
-    UsersRequest, UsersResponse, install,
+    Order, OrderStatus, Orders, OrdersRequest, OrdersResponse, PageRequest, Payment, PaymentStatus,
+    Payments, PaymentsConfig, PaymentsRequest, PaymentsResponse, PlaceOrder, Product, Products,
+    ProductsRequest, ProductsResponse, ShopConfig, ShopError, Users, UsersRequest, UsersResponse,
+    install,
 };
 use bulwark_runtime::{CallError, Node, NodeConfig, Router};
 use tokio::time::Instant;
@@ -34,7 +34,11 @@ async fn user(router: &Router, name: &str) -> u64 {
         username: name.to_owned(),
         email: format!("{name}@example.com"),
     };
-    match router.call::<Users>(UsersRequest::Create(new)).await.unwrap() {
+    match router
+        .call::<Users>(UsersRequest::Create(new))
+        .await
+        .unwrap()
+    {
         UsersResponse::User(u) => u.id,
         other => panic!("unexpected {other:?}"),
     }
@@ -46,14 +50,22 @@ async fn product(router: &Router, price_cents: u64, quantity: u64) -> Product {
         price_cents,
         quantity,
     };
-    match router.call::<Products>(ProductsRequest::Create(new)).await.unwrap() {
+    match router
+        .call::<Products>(ProductsRequest::Create(new))
+        .await
+        .unwrap()
+    {
         ProductsResponse::Product(p) => p,
         other => panic!("unexpected {other:?}"),
     }
 }
 
 async fn stock(router: &Router, id: u64) -> u64 {
-    match router.call::<Products>(ProductsRequest::Get(id)).await.unwrap() {
+    match router
+        .call::<Products>(ProductsRequest::Get(id))
+        .await
+        .unwrap()
+    {
         ProductsResponse::Product(p) => p.quantity,
         other => panic!("unexpected {other:?}"),
     }
@@ -106,7 +118,11 @@ async fn notifications(router: &Router, user_id: u64) -> Vec<Notification> {
         user_id,
         page: PageRequest::default(),
     };
-    match router.call::<bulwark_actors::Notifications>(request).await.unwrap() {
+    match router
+        .call::<bulwark_actors::Notifications>(request)
+        .await
+        .unwrap()
+    {
         NotificationsResponse::Page(page) => page.items,
     }
 }
@@ -143,7 +159,10 @@ async fn an_order_completes_takes_the_stock_charges_once_and_notifies_once() {
     assert_eq!(done.status, OrderStatus::Completed, "{done:?}");
     assert_eq!(stock(router, widget.id).await, 98);
     let paid = payment(router, placed.id).await.unwrap();
-    assert_eq!((paid.status, paid.amount_cents), (PaymentStatus::Charged, 2500));
+    assert_eq!(
+        (paid.status, paid.amount_cents),
+        (PaymentStatus::Charged, 2500)
+    );
 
     let completed = notified(router, ada, "order.completed").await;
     assert_eq!(completed.len(), 1);
@@ -180,7 +199,10 @@ async fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
     let placed = order(router, place(bob, &widget, 2, None)).await.unwrap();
     let done = finished(router, placed.id).await;
     assert_eq!(done.status, OrderStatus::Cancelled);
-    assert!(done.reason.as_deref().unwrap().contains("declined"), "{done:?}");
+    assert!(
+        done.reason.as_deref().unwrap().contains("declined"),
+        "{done:?}"
+    );
     assert_eq!(stock(router, widget.id).await, 10, "stock released");
     assert_eq!(payment(router, placed.id).await, None, "nothing charged");
     let cancelled = notified(router, bob, "order.cancelled").await;
@@ -198,7 +220,10 @@ async fn an_out_of_stock_order_is_cancelled_without_a_charge() {
     let placed = order(router, place(cy, &widget, 5, None)).await.unwrap();
     let done = finished(router, placed.id).await;
     assert_eq!(done.status, OrderStatus::Cancelled);
-    assert!(done.reason.as_deref().unwrap().contains("out of stock"), "{done:?}");
+    assert!(
+        done.reason.as_deref().unwrap().contains("out of stock"),
+        "{done:?}"
+    );
     assert_eq!(payment(router, placed.id).await, None);
     assert_eq!(stock(router, widget.id).await, 1);
     node.shutdown().await;
@@ -210,7 +235,9 @@ async fn an_order_for_a_missing_user_is_cancelled() {
     let node = start(dir.path(), PaymentsConfig::default()).await;
     let router = node.router();
     let widget = product(router, 100, 5).await;
-    let placed = order(router, place(424_242, &widget, 1, None)).await.unwrap();
+    let placed = order(router, place(424_242, &widget, 1, None))
+        .await
+        .unwrap();
     let done = finished(router, placed.id).await;
     assert_eq!(done.status, OrderStatus::Cancelled);
     assert_eq!(stock(router, widget.id).await, 5);
@@ -224,16 +251,30 @@ async fn one_idempotency_key_makes_one_order_and_refuses_a_different_body() {
     let router = node.router();
     let dee = user(router, "dee").await;
     let widget = product(router, 100, 50).await;
-    let first = order(router, place(dee, &widget, 1, Some("key-1"))).await.unwrap();
-    let again = order(router, place(dee, &widget, 1, Some("key-1"))).await.unwrap();
+    let first = order(router, place(dee, &widget, 1, Some("key-1")))
+        .await
+        .unwrap();
+    let again = order(router, place(dee, &widget, 1, Some("key-1")))
+        .await
+        .unwrap();
     assert_eq!(first.id, again.id);
     let other = order(router, place(dee, &widget, 2, Some("key-1"))).await;
     assert!(
-        matches!(other, Err(CallError::Service { error: ShopError::Conflict { .. }, .. })),
+        matches!(
+            other,
+            Err(CallError::Service {
+                error: ShopError::Conflict { .. },
+                ..
+            })
+        ),
         "{other:?}"
     );
     finished(router, first.id).await;
-    assert_eq!(stock(router, widget.id).await, 49, "only one order took stock");
+    assert_eq!(
+        stock(router, widget.id).await,
+        49,
+        "only one order took stock"
+    );
     let page = router
         .call::<Orders>(OrdersRequest::ListByUser {
             user_id: dee,

@@ -96,21 +96,8 @@ impl NotificationsStore {
         user_id: u64,
         page: PageRequest,
     ) -> Result<Page<Notification>, ShopError> {
-        let page = page.validate()?;
-        let mut total = 0_u64;
-        let mut items = Vec::with_capacity(page.page_size as usize);
-        for (i, row) in self.notifications.with_first(&user_id).enumerate() {
-            let (_, notification) = row?;
-            total += 1;
-            if i >= page.offset() && items.len() < page.page_size as usize {
-                items.push(notification);
-            }
-        }
-        Ok(Page {
-            items,
-            total,
-            page: page.page,
-            page_size: page.page_size,
+        Page::collect(self.notifications.with_first(&user_id), page, |(_, n)| {
+            Ok(n)
         })
     }
 }

@@ -9,13 +9,13 @@ mod store;
 
 use std::sync::Arc;
 
-use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, Strategy};
+use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::ShopError;
-use crate::relay::{Kick, RelayActor, RelayArgs};
+use crate::relay::{Kick, with_relay};
 use actor::{OrdersActor, OrdersState};
 use messages::{OrdersRequest, OrdersResponse};
 use saga::Sagas;
@@ -71,16 +71,13 @@ impl Service for Orders {
             store: self.store.clone(),
             sagas,
         };
-        let relay = RelayArgs {
-            service: Self::NAME,
-            outbox: self.store.outbox.clone(),
-            router: ctx.router.clone(),
-            kick: self.kick.clone(),
-        };
-        ServiceTree::new(Strategy::OneForOne)
-            .entry("entry", move || (OrdersActor::new(), state.clone()))
-            .child(ChildSpec::actor("relay", Restart::Permanent, move || {
-                (RelayActor, relay.clone())
-            }))
+        let tree = ServiceTree::new(Strategy::OneForOne)
+            .entry("entry", move || (OrdersActor::new(), state.clone()));
+        with_relay(
+            tree,
+            self.store.outbox.clone(),
+            ctx.router.clone(),
+            self.kick.clone(),
+        )
     }
 }

@@ -234,22 +234,11 @@ impl OrdersStore {
         user_id: u64,
         page: PageRequest,
     ) -> Result<Page<Order>, ShopError> {
-        let page = page.validate()?;
-        let mut total = 0_u64;
-        let mut items = Vec::with_capacity(page.page_size as usize);
-        for (i, row) in self.by_user.with_first(&user_id).enumerate() {
-            let ((_, order_id), ()) = row?;
-            total += 1;
-            if i >= page.offset() && items.len() < page.page_size as usize {
-                items.push(self.get(order_id)?);
-            }
-        }
-        Ok(Page {
-            items,
-            total,
-            page: page.page,
-            page_size: page.page_size,
-        })
+        Page::collect(
+            self.by_user.with_first(&user_id),
+            page,
+            |((_, order_id), ())| self.get(order_id),
+        )
     }
 
     /// Ids of the orders whose saga has not finished.

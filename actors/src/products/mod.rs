@@ -4,11 +4,11 @@ mod actor;
 pub(crate) mod messages;
 mod store;
 
-use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, Strategy};
+use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
 
 use crate::common::ShopError;
-use crate::relay::{Kick, RelayActor, RelayArgs};
+use crate::relay::{Kick, with_relay};
 use actor::{ProductsActor, ProductsState};
 use messages::{ProductsRequest, ProductsResponse};
 use store::ProductsStore;
@@ -44,16 +44,13 @@ impl Service for Products {
             store: self.store.clone(),
             kick: self.kick.clone(),
         };
-        let relay = RelayArgs {
-            service: Self::NAME,
-            outbox: self.store.outbox.clone(),
-            router: ctx.router.clone(),
-            kick: self.kick.clone(),
-        };
-        ServiceTree::new(Strategy::OneForOne)
-            .entry("entry", move || (ProductsActor::new(), state.clone()))
-            .child(ChildSpec::actor("relay", Restart::Permanent, move || {
-                (RelayActor, relay.clone())
-            }))
+        let tree = ServiceTree::new(Strategy::OneForOne)
+            .entry("entry", move || (ProductsActor::new(), state.clone()));
+        with_relay(
+            tree,
+            self.store.outbox.clone(),
+            ctx.router.clone(),
+            self.kick.clone(),
+        )
     }
 }

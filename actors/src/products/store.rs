@@ -91,22 +91,7 @@ impl ProductsStore {
     }
 
     pub(crate) fn list(&self, page: PageRequest) -> Result<Page<Product>, ShopError> {
-        let page = page.validate()?;
-        let mut total = 0_u64;
-        let mut items = Vec::with_capacity(page.page_size as usize);
-        for (i, row) in self.products.iter().enumerate() {
-            let (_, row) = row?;
-            total += 1;
-            if i >= page.offset() && items.len() < page.page_size as usize {
-                items.push(row.product);
-            }
-        }
-        Ok(Page {
-            items,
-            total,
-            page: page.page,
-            page_size: page.page_size,
-        })
+        Page::collect(self.products.iter(), page, |(_, row)| Ok(row.product))
     }
 
     pub(crate) async fn update(&self, id: u64, patch: ProductPatch) -> Result<Product, ShopError> {

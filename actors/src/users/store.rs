@@ -96,22 +96,7 @@ impl UsersStore {
     }
 
     pub(crate) fn list(&self, page: PageRequest) -> Result<Page<User>, ShopError> {
-        let page = page.validate()?;
-        let mut total = 0_u64;
-        let mut items = Vec::with_capacity(page.page_size as usize);
-        for (i, row) in self.users.iter().enumerate() {
-            let (_, user) = row?;
-            total += 1;
-            if i >= page.offset() && items.len() < page.page_size as usize {
-                items.push(user);
-            }
-        }
-        Ok(Page {
-            items,
-            total,
-            page: page.page,
-            page_size: page.page_size,
-        })
+        Page::collect(self.users.iter(), page, |(_, user)| Ok(user))
     }
 
     pub(crate) async fn update(&self, id: u64, patch: UserPatch) -> Result<User, ShopError> {
