@@ -1,1 +1,143 @@
-//! bulwark: the application wiring (`App`) over the runtime. It grows with the shop.
+//! bulwark: the application — the shop's five services on one node behind
+//! the HTTP edge.
+//!
+//! [`App::build`] binds the HTTP listener (port 0 allowed; [`App::http_addr`]
+//! reports the real address), opens every service's store under
+//! `<data_dir>/<node>/<service>` and starts the node.
+//! [`App::run_until_stopped`] serves until its shutdown future resolves,
+//! then stops accepting, lets in-flight requests finish (bounded by the
+//! drain timeout) and shuts the node down (services drained and stopped,
+//! stores flushed). `src/main.rs` is a thin CLI over this (zero2prod
+//! `startup.rs`, mini-redis `server::run`).
+//!
+//! Layout: `lib.rs` ([`App`], [`AppError`]), `config.rs` ([`Config`]: defaults,
+//! TOML file, `BULWARK_*` environment, flags), `main.rs` (`bulwark serve`).
+
+pub mod config;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bulwark_actors::{ShopConfig, ShopSetupError};
+use bulwark_http::Server;
+use bulwark_runtime::{Node, NodeConfig, NodeError};
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use config::{Config, ConfigError};
+
+/// Why the application could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The HTTP address could not be bound (in use, not local, no right).
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The node's data directory could not be created.
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A service's store could not be opened.
+    #[error("cannot set up the shop")]
+    Shop(#[from] ShopSetupError),
+    /// The node did not start.
+    #[error("cannot start the node")]
+    Node(#[from] NodeError),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] io::Error),
+}
+
+/// A started application: the node runs, the listener is bound.
+#[derive(Debug)]
+pub struct App {
+    node: Node,
+    server: Server,
+    http_addr: SocketAddr,
+}
+
+impl App {
+    /// Binds the HTTP listener, opens the stores and starts the node.
+    ///
+    /// # Errors
+    /// [`AppError::Bind`] when the address cannot be bound,
+    /// [`AppError::DataDir`] / [`AppError::Shop`] when the data directory or
+    /// a store cannot be opened (another process holds it, say),
+    /// [`AppError::Node`] when a service does not start.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        // Bind first: a taken port fails before any store is opened.
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+        let data_dir = config.node_data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let mut node_config = NodeConfig::new(config.node.clone());
+        node_config.call_timeout = config.edge.request_timeout;
+        node_config.shutdown_timeout = config.shutdown_timeout;
+        let mut shop = ShopConfig::new(&data_dir);
+        shop.payments = config.payments.clone();
+        let node = bulwark_actors::install(Node::builder(node_config), &shop)?
+            .start()
+            .await?;
+        info!(node = %config.node, data_dir = %data_dir.display(), %http_addr, "node started");
+        let server = Server::new(listener, node.clone(), config.edge);
+        Ok(Self {
+            node,
+            server,
+            http_addr,
+        })
+    }
+
+    /// The address HTTP is served on.
+    #[must_use]
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The node (its router, actor tree and services).
+    #[must_use]
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets
+    /// in-flight requests finish (up to the drain timeout) and shuts the
+    /// node down: new calls refused, in-flight calls drained, services
+    /// stopped in reverse start order, stores flushed.
+    ///
+    /// # Errors
+    /// [`AppError::Serve`] when the HTTP server failed; the node is shut
+    /// down all the same.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), AppError> {
+        let served = self.server.run(shutdown).await;
+        info!("HTTP stopped; shutting the node down");
+        self.node.shutdown().await;
+        served.map_err(AppError::Serve)
+    }
+}

@@ -1,1 +1,59 @@
-//! bulwark-http: the axum edge. It arrives with the shop.
+//! bulwark-http: the HTTP edge of a Bulwark node.
+//!
+//! REST under `/api/v1` over the shop's services (users, products, orders,
+//! notifications, payments), reached through the node's router with the
+//! request's deadline, `x-request-id` (as the correlation id) and
+//! `traceparent`. Every failure is an RFC 9457 problem+json body with a
+//! precise status ([`ApiError`]). The edge holds its limits: body size,
+//! header read timeout, request timeout, concurrency (load shedding with
+//! 503 + `Retry-After`) and open connections ([`EdgeConfig`]). Probes:
+//! `/health`, `/ready`; documents: `/metrics` (Prometheus), `/openapi.json`.
+//!
+//! Status mapping of the services' answers:
+//!
+//! | answer | status |
+//! |---|---|
+//! | `ShopError::NotFound` | 404 |
+//! | `ShopError::Conflict` | 409 |
+//! | `ShopError::Invalid`, `ShopError::Rejected` | 422 |
+//! | `ShopError::Transient` | 503 + `Retry-After` |
+//! | `ShopError::Storage` | 500, opaque body, cause logged |
+//! | `CallError::Overloaded`, `Unavailable`, `Restarted` | 503 + `Retry-After` |
+//! | `CallError::Timeout` (and the request's own deadline) | 504 |
+//!
+//! Layout:
+//! - `server.rs` — [`Server`]: accept loop, connection bound, header read
+//!   timeout, graceful drain;
+//! - `routes/` — the route table and middleware stack ([`router`]), one
+//!   module per resource, and the probes;
+//! - `middleware.rs` — request id, trace context, deadline, span, metrics;
+//! - `error.rs` — [`ApiError`] and the problem body;
+//! - `extract.rs` — [`Json`], [`Path`], [`Query`] with [`ApiError`]
+//!   rejections, and [`RequestContext`];
+//! - `money.rs` — [`Price`]: decimal JSON numbers ⇄ integer cents;
+//! - `metrics.rs`, `openapi.rs`, `config.rs` ([`EdgeConfig`]).
+
+mod config;
+mod error;
+mod extract;
+mod metrics;
+mod middleware;
+mod money;
+mod openapi;
+mod routes;
+mod server;
+mod state;
+
+pub use config::{
+    BODY_LIMIT_BYTES_DEFAULT, CONCURRENCY_LIMIT_DEFAULT, CONNECTIONS_MAX_DEFAULT,
+    DRAIN_TIMEOUT_DEFAULT, EdgeConfig, HEADER_BYTES_MAX, HEADER_READ_TIMEOUT_DEFAULT,
+    REQUEST_TIMEOUT_DEFAULT,
+};
+pub use error::{ApiError, FieldError, InternalDetail, PROBLEM_JSON, Problem, RETRY_AFTER_SECS};
+pub use extract::{Json, Path, Query, RequestContext};
+pub use metrics::Metrics;
+pub use middleware::{REQUEST_ID, REQUEST_ID_LEN_MAX, TRACEPARENT};
+pub use money::{CENTS_MAX, Price, PriceError};
+pub use openapi::{ApiDoc, openapi};
+pub use routes::{API_PREFIX, router, routes};
+pub use server::Server;

@@ -1,0 +1,158 @@
+//! HTTP metrics in the Prometheus text format, kept by hand: a request
+//! counter by method, route and status, and a latency histogram by route.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use bulwark_runtime::{Node, ServiceStatus};
+
+/// Upper bounds of the latency histogram's buckets, in seconds: from a
+/// cached read (~1 ms) to the longest request timeout worth configuring.
+const LATENCY_BUCKETS_SECS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Label of requests that matched no route. Unknown paths are folded into
+/// one series so that a scan of random URLs cannot grow the metrics
+/// without bound.
+pub(crate) const ROUTE_UNMATCHED: &str = "unmatched";
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// One count per bucket of [`LATENCY_BUCKETS_SECS`] (not cumulative).
+    buckets: [u64; LATENCY_BUCKETS_SECS.len()],
+    count: u64,
+    sum_secs: f64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// (method, route, status) → requests. Routes are the router's
+    /// templates, methods and statuses are finite: the map is bounded.
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+}
+
+/// The edge's request metrics. A std mutex: it is held for a few map
+/// operations and never across an `.await`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, latency: Duration) {
+        let method = match method {
+            "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        *inner
+            .requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        let histogram = inner.latency.entry(route.to_owned()).or_default();
+        let secs = latency.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS_SECS.iter().position(|&bound| secs <= bound) {
+            histogram.buckets[i] += 1;
+        }
+        histogram.count += 1;
+        histogram.sum_secs += secs;
+    }
+
+    /// The metrics, with the node's service status and bulkhead load, in
+    /// the Prometheus text format (version 0.0.4).
+    #[must_use]
+    pub fn render(&self, node: &Node) -> String {
+        let mut out = String::new();
+        {
+            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            out.push_str(
+                "# HELP bulwark_http_requests_total HTTP requests by method, route and status.\n",
+            );
+            out.push_str("# TYPE bulwark_http_requests_total counter\n");
+            for ((method, route, status), count) in &inner.requests {
+                let _ = writeln!(
+                    out,
+                    "bulwark_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                    escape(route)
+                );
+            }
+            out.push_str(
+                "# HELP bulwark_http_request_duration_seconds HTTP request latency by route.\n",
+            );
+            out.push_str("# TYPE bulwark_http_request_duration_seconds histogram\n");
+            for (route, histogram) in &inner.latency {
+                let route = escape(route);
+                let mut cumulative = 0;
+                for (bound, count) in LATENCY_BUCKETS_SECS.iter().zip(histogram.buckets) {
+                    cumulative += count;
+                    let _ = writeln!(
+                        out,
+                        "bulwark_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "bulwark_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                    histogram.count
+                );
+                let _ = writeln!(
+                    out,
+                    "bulwark_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    histogram.sum_secs
+                );
+                let _ = writeln!(
+                    out,
+                    "bulwark_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    histogram.count
+                );
+            }
+        }
+        out.push_str(
+            "# HELP bulwark_service_up Whether a local service's entry actor is running.\n",
+        );
+        out.push_str("# TYPE bulwark_service_up gauge\n");
+        let services = node.router().services();
+        for (name, status) in &services {
+            let up = u8::from(*status == ServiceStatus::Up);
+            let _ = writeln!(out, "bulwark_service_up{{service=\"{name}\"}} {up}");
+        }
+        out.push_str("# HELP bulwark_service_mailbox_len Messages queued for a service.\n");
+        out.push_str("# TYPE bulwark_service_mailbox_len gauge\n");
+        for (name, _) in &services {
+            if let Some(load) = node.router().load(name) {
+                let _ = writeln!(
+                    out,
+                    "bulwark_service_mailbox_len{{service=\"{name}\"}} {}",
+                    load.mailbox_len
+                );
+            }
+        }
+        out.push_str(
+            "# HELP bulwark_service_in_flight Calls sent to a service and not yet answered.\n",
+        );
+        out.push_str("# TYPE bulwark_service_in_flight gauge\n");
+        for (name, _) in &services {
+            if let Some(load) = node.router().load(name) {
+                let _ = writeln!(
+                    out,
+                    "bulwark_service_in_flight{{service=\"{name}\"}} {}",
+                    load.in_flight
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,37 @@
+//! The OpenAPI document, generated from the handlers' annotations. A test
+//! checks that its paths are exactly the router's routes.
+
+use utoipa::OpenApi;
+
+use crate::error::{FieldError, Problem};
+use crate::routes;
+
+/// The API's OpenAPI 3.1 document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Bulwark shop API", description = "Users, products, orders, payments and notifications over the Bulwark runtime. Errors are RFC 9457 problem+json."),
+    paths(
+        routes::users::create, routes::users::list, routes::users::get,
+        routes::users::update, routes::users::delete,
+        routes::products::create, routes::products::list, routes::products::get,
+        routes::products::update, routes::products::delete,
+        routes::orders::place, routes::orders::list, routes::orders::get,
+        routes::orders::cancel,
+        routes::notifications::list,
+        routes::payments::get,
+        routes::probes::health, routes::probes::ready, routes::probes::metrics,
+        routes::probes::openapi,
+    ),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "users"), (name = "products"), (name = "orders"),
+        (name = "notifications"), (name = "payments"), (name = "probes"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

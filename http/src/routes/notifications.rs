@@ -1,0 +1,92 @@
+//! `/api/v1/notifications`.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bulwark_actors::{Notification, Notifications, NotificationsRequest, NotificationsResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{PageBody, PageQuery};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Query, RequestContext};
+use crate::state::AppState;
+
+/// A notification for a user.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct NotificationBody {
+    /// Positive id.
+    pub(crate) id: u64,
+    /// Who it is for.
+    pub(crate) user_id: u64,
+    /// The event's name: `user.created`, `order.completed`, `order.cancelled`.
+    pub(crate) kind: String,
+    /// The order it is about, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) order_id: Option<u64>,
+    /// Human-readable text.
+    pub(crate) message: String,
+    /// The id of the event it came from.
+    pub(crate) event_id: String,
+    /// When it was recorded, ms since the Unix epoch.
+    pub(crate) created_at_ms: u64,
+}
+
+impl From<Notification> for NotificationBody {
+    fn from(n: Notification) -> Self {
+        Self {
+            id: n.id,
+            user_id: n.user_id,
+            kind: n.kind,
+            order_id: n.order_id,
+            message: n.message,
+            event_id: n.event_id,
+            created_at_ms: n.created_at_ms,
+        }
+    }
+}
+
+/// `GET /notifications?user_id=&page=&page_size=`.
+#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Whose notifications (required).
+    user_id: Option<u64>,
+    /// 1-based page number (default 1).
+    page: Option<u32>,
+    /// Items per page, 1..=100 (default 20).
+    page_size: Option<u32>,
+}
+
+/// A user's notifications, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/notifications", tag = "notifications",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of notifications", body = PageBody<NotificationBody>),
+        (status = 422, description = "Missing user_id, bad page or page_size", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let user_id = query
+        .user_id
+        .ok_or_else(|| ApiError::invalid("user_id", "is required"))?;
+    let page = PageQuery {
+        page: query.page,
+        page_size: query.page_size,
+    }
+    .request()?;
+    let response = state
+        .node
+        .router()
+        .call_with::<Notifications>(
+            context.call_context(),
+            NotificationsRequest::ListByUser { user_id, page },
+        )
+        .await?;
+    let NotificationsResponse::Page(page) = response;
+    Ok(Json(PageBody::from_page(page, NotificationBody::from)).into_response())
+}

@@ -1,0 +1,17 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use bulwark_runtime::Node;
+
+use crate::config::EdgeConfig;
+use crate::metrics::Metrics;
+
+/// The handlers' state: the node (its router reaches every service), the
+/// edge's limits and its metrics. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) node: Node,
+    pub(crate) config: Arc<EdgeConfig>,
+    pub(crate) metrics: Arc<Metrics>,
+}

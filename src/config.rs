@@ -1,0 +1,668 @@
+//! The application's configuration: defaults, then an optional TOML file
+//! (`--config FILE`), then `BULWARK_*` environment variables, then CLI
+//! flags; each later source wins. A bad value stops start-up with a message
+//! naming the key as the source spells it (`BULWARK_HTTP: invalid socket
+//! address "abc"`, `http.addr: ...`, `--http: ...`).
+//!
+//! Every setting has one entry in [`KEYS`]: its TOML key, its environment
+//! variable and its flag. The README's configuration table lists them.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bulwark_actors::PaymentsConfig;
+use bulwark_http::{EdgeConfig, Price};
+use clap::{Args, Parser, Subcommand};
+
+/// Default HTTP address: loopback only, so a fresh install exposes nothing.
+pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
+/// Default data directory.
+pub const DATA_DIR_DEFAULT: &str = "./data";
+/// Default node name.
+pub const NODE_DEFAULT: &str = "n1";
+/// Default bound on each phase of the node's shutdown (drain, then stop
+/// each service): a group commit takes milliseconds, a saga step at most
+/// the payment latency; ten seconds is far past both and still below the
+/// usual 30 s grace period of process supervisors.
+pub const SHUTDOWN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// Longest simulated payment latency: one minute already stalls every saga;
+/// more is a typo.
+pub const PAYMENTS_LATENCY_MS_MAX: u64 = 60_000;
+/// Longest accepted timeout setting: one hour; anything longer is a typo
+/// for a smaller unit.
+pub const TIMEOUT_MS_MAX: u64 = 3_600_000;
+/// Longest node name: it is a directory name and a log field.
+pub const NODE_NAME_LEN_MAX: usize = 64;
+/// Largest accepted body limit: 16 MiB; the API's bodies are kilobytes.
+pub const BODY_LIMIT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Largest accepted concurrency or connection bound: each unit costs a
+/// task and buffers; a million is far past what one node can serve.
+pub const COUNT_MAX: u64 = 1_000_000;
+
+/// The `bulwark` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bulwark",
+    version,
+    about = "The Bulwark shop: actor services behind a REST edge"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the shop: open the stores, start the services, serve HTTP until
+    /// SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+/// Flags of `bulwark serve`. Values are parsed (and refused with the flag's
+/// name) by [`Config::load`], the same way for every source.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Data directory; this node's stores live in <DIR>/<NODE>/<service>.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// This node's name.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Deadline of one HTTP request (and of its service calls).
+    #[arg(long, value_name = "MS")]
+    pub request_timeout_ms: Option<String>,
+    /// Largest request body.
+    #[arg(long, value_name = "BYTES")]
+    pub body_limit_bytes: Option<String>,
+    /// Time a connection gets to send a request head.
+    #[arg(long, value_name = "MS")]
+    pub header_read_timeout_ms: Option<String>,
+    /// Requests handled at once; more are shed with 503.
+    #[arg(long, value_name = "N")]
+    pub concurrency_limit: Option<String>,
+    /// Open connections at once.
+    #[arg(long, value_name = "N")]
+    pub connections_max: Option<String>,
+    /// Time in-flight requests get to finish at shutdown.
+    #[arg(long, value_name = "MS")]
+    pub drain_timeout_ms: Option<String>,
+    /// Bound on each phase of the node's shutdown.
+    #[arg(long, value_name = "MS")]
+    pub shutdown_timeout_ms: Option<String>,
+    /// Decline every charge above this amount (e.g. 100.00).
+    #[arg(long, value_name = "AMOUNT")]
+    pub payments_decline_over: Option<String>,
+    /// Probability (0.0-1.0) that a charge fails transiently.
+    #[arg(long, value_name = "RATE")]
+    pub payments_failure_rate: Option<String>,
+    /// Simulated payment provider latency.
+    #[arg(long, value_name = "MS")]
+    pub payments_latency_ms: Option<String>,
+}
+
+/// Everything the application needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// The data directory (of every node run from it).
+    pub data_dir: PathBuf,
+    /// This node's name.
+    pub node: String,
+    /// The edge's limits.
+    pub edge: EdgeConfig,
+    /// The payment simulator.
+    pub payments: PaymentsConfig,
+    /// Bound on each phase of the node's shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(DATA_DIR_DEFAULT),
+            node: NODE_DEFAULT.to_owned(),
+            edge: EdgeConfig::default(),
+            payments: PaymentsConfig::default(),
+            shutdown_timeout: SHUTDOWN_TIMEOUT_DEFAULT,
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value could not be used.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key as its source spells it: `BULWARK_HTTP`, `http.addr`,
+        /// `--http`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The TOML file has a key this program does not know.
+    #[error("{file}: unknown key `{key}`")]
+    UnknownKey {
+        /// The file.
+        file: PathBuf,
+        /// The dotted key.
+        key: String,
+    },
+    /// The TOML file could not be read.
+    #[error("cannot read {file}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid TOML.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// One setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    HttpAddr,
+    DataDir,
+    Node,
+    RequestTimeoutMs,
+    BodyLimitBytes,
+    HeaderReadTimeoutMs,
+    ConcurrencyLimit,
+    ConnectionsMax,
+    DrainTimeoutMs,
+    ShutdownTimeoutMs,
+    PaymentsDeclineOver,
+    PaymentsFailureRate,
+    PaymentsLatencyMs,
+}
+
+/// A setting's names in each source.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    setting: Setting,
+    /// Dotted TOML key.
+    pub toml: &'static str,
+    /// Environment variable.
+    pub env: &'static str,
+    /// CLI flag.
+    pub flag: &'static str,
+}
+
+const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'static str) -> Key {
+    Key {
+        setting,
+        toml,
+        env,
+        flag,
+    }
+}
+
+/// Every setting and its names.
+pub const KEYS: [Key; 13] = [
+    key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
+    key(
+        Setting::DataDir,
+        "data_dir",
+        "BULWARK_DATA_DIR",
+        "--data-dir",
+    ),
+    key(Setting::Node, "node", "BULWARK_NODE", "--node"),
+    key(
+        Setting::RequestTimeoutMs,
+        "http.request_timeout_ms",
+        "BULWARK_HTTP_REQUEST_TIMEOUT_MS",
+        "--request-timeout-ms",
+    ),
+    key(
+        Setting::BodyLimitBytes,
+        "http.body_limit_bytes",
+        "BULWARK_HTTP_BODY_LIMIT_BYTES",
+        "--body-limit-bytes",
+    ),
+    key(
+        Setting::HeaderReadTimeoutMs,
+        "http.header_read_timeout_ms",
+        "BULWARK_HTTP_HEADER_READ_TIMEOUT_MS",
+        "--header-read-timeout-ms",
+    ),
+    key(
+        Setting::ConcurrencyLimit,
+        "http.concurrency_limit",
+        "BULWARK_HTTP_CONCURRENCY_LIMIT",
+        "--concurrency-limit",
+    ),
+    key(
+        Setting::ConnectionsMax,
+        "http.connections_max",
+        "BULWARK_HTTP_CONNECTIONS_MAX",
+        "--connections-max",
+    ),
+    key(
+        Setting::DrainTimeoutMs,
+        "http.drain_timeout_ms",
+        "BULWARK_HTTP_DRAIN_TIMEOUT_MS",
+        "--drain-timeout-ms",
+    ),
+    key(
+        Setting::ShutdownTimeoutMs,
+        "shutdown_timeout_ms",
+        "BULWARK_SHUTDOWN_TIMEOUT_MS",
+        "--shutdown-timeout-ms",
+    ),
+    key(
+        Setting::PaymentsDeclineOver,
+        "payments.decline_over",
+        "BULWARK_PAYMENTS_DECLINE_OVER",
+        "--payments-decline-over",
+    ),
+    key(
+        Setting::PaymentsFailureRate,
+        "payments.failure_rate",
+        "BULWARK_PAYMENTS_FAILURE_RATE",
+        "--payments-failure-rate",
+    ),
+    key(
+        Setting::PaymentsLatencyMs,
+        "payments.latency_ms",
+        "BULWARK_PAYMENTS_LATENCY_MS",
+        "--payments-latency-ms",
+    ),
+];
+
+/// `BULWARK_*` variables read elsewhere (by the binary's logging set-up),
+/// so not unknown.
+pub const ENV_OTHER: [&str; 1] = ["BULWARK_LOG_FORMAT"];
+
+impl Config {
+    /// This node's data directory: `<data_dir>/<node>`.
+    #[must_use]
+    pub fn node_data_dir(&self) -> PathBuf {
+        self.data_dir.join(&self.node)
+    }
+
+    /// Defaults, then `args.config` (a TOML file), then the `BULWARK_*`
+    /// variables of `env`, then the flags of `args`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key of the first bad value, an unknown
+    /// TOML key, or an unreadable or malformed file.
+    pub fn load(
+        args: &ServeArgs,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(file) = &args.config {
+            config.apply_toml_file(file)?;
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for key in &KEYS {
+            if let Some((_, value)) = env.iter().find(|(name, _)| name == key.env) {
+                config.apply(key.setting, key.env, value)?;
+            }
+        }
+        for (key, value) in flags(args) {
+            if let Some(value) = value {
+                config.apply(key.setting, key.flag, value)?;
+            }
+        }
+        Ok(config)
+    }
+
+    fn apply_toml_file(&mut self, file: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        self.apply_toml(file, &text)
+    }
+
+    fn apply_toml(&mut self, file: &Path, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|err: toml::de::Error| ConfigError::Syntax {
+                    file: file.to_owned(),
+                    message: err.message().to_owned(),
+                })?;
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat);
+        for (name, value) in flat {
+            let Some(key) = KEYS.iter().find(|k| k.toml == name) else {
+                return Err(ConfigError::UnknownKey {
+                    file: file.to_owned(),
+                    key: name,
+                });
+            };
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: name,
+                        message: "expected a string or a number".to_owned(),
+                    });
+                }
+            };
+            self.apply(key.setting, key.toml, &text)?;
+        }
+        Ok(())
+    }
+
+    /// Parses `value` for `setting`; errors name `name`.
+    fn apply(&mut self, setting: Setting, name: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: name.to_owned(),
+            message,
+        };
+        let value = value.trim();
+        match setting {
+            Setting::HttpAddr => {
+                self.http_addr = value
+                    .parse()
+                    .map_err(|_| invalid(format!("invalid socket address {value:?}")))?;
+            }
+            Setting::DataDir => {
+                if value.is_empty() {
+                    return Err(invalid("must not be empty".to_owned()));
+                }
+                self.data_dir = PathBuf::from(value);
+            }
+            Setting::Node => {
+                let valid = !value.is_empty()
+                    && value.len() <= NODE_NAME_LEN_MAX
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !valid {
+                    return Err(invalid(format!(
+                        "invalid node name {value:?}: 1 to {NODE_NAME_LEN_MAX} letters, digits, '-' or '_'"
+                    )));
+                }
+                self.node = value.to_owned();
+            }
+            Setting::RequestTimeoutMs => {
+                self.edge.request_timeout = millis(value, 1, TIMEOUT_MS_MAX).map_err(invalid)?;
+            }
+            Setting::HeaderReadTimeoutMs => {
+                self.edge.header_read_timeout =
+                    millis(value, 1, TIMEOUT_MS_MAX).map_err(invalid)?;
+            }
+            Setting::DrainTimeoutMs => {
+                self.edge.drain_timeout = millis(value, 0, TIMEOUT_MS_MAX).map_err(invalid)?;
+            }
+            Setting::ShutdownTimeoutMs => {
+                self.shutdown_timeout = millis(value, 1, TIMEOUT_MS_MAX).map_err(invalid)?;
+            }
+            Setting::BodyLimitBytes => {
+                self.edge.body_limit_bytes =
+                    count(value, 1, BODY_LIMIT_BYTES_MAX).map_err(invalid)?;
+            }
+            Setting::ConcurrencyLimit => {
+                self.edge.concurrency_limit = count(value, 1, COUNT_MAX).map_err(invalid)?;
+            }
+            Setting::ConnectionsMax => {
+                self.edge.connections_max = count(value, 1, COUNT_MAX).map_err(invalid)?;
+            }
+            Setting::PaymentsDeclineOver => {
+                let price = Price::parse(value)
+                    .map_err(|err| invalid(format!("invalid amount {value:?}: {err}")))?;
+                self.payments.decline_over_cents = Some(price.cents());
+            }
+            Setting::PaymentsFailureRate => {
+                let rate: f64 = value
+                    .parse()
+                    .map_err(|_| invalid(format!("invalid number {value:?}")))?;
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(invalid(format!("{value} is not between 0.0 and 1.0")));
+                }
+                self.payments.failure_rate = rate;
+            }
+            Setting::PaymentsLatencyMs => {
+                let latency: u64 = value
+                    .parse()
+                    .map_err(|_| invalid(format!("invalid number {value:?}")))?;
+                if latency > PAYMENTS_LATENCY_MS_MAX {
+                    return Err(invalid(format!(
+                        "{latency} is above {PAYMENTS_LATENCY_MS_MAX} ms"
+                    )));
+                }
+                self.payments.latency_ms = latency;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The flags of `args`, paired with their keys.
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 13] {
+    fn value(v: &Option<String>) -> Option<&str> {
+        v.as_deref()
+    }
+    KEYS.map(|key| {
+        let v = match key.setting {
+            Setting::HttpAddr => value(&args.http),
+            Setting::DataDir => value(&args.data_dir),
+            Setting::Node => value(&args.node),
+            Setting::RequestTimeoutMs => value(&args.request_timeout_ms),
+            Setting::BodyLimitBytes => value(&args.body_limit_bytes),
+            Setting::HeaderReadTimeoutMs => value(&args.header_read_timeout_ms),
+            Setting::ConcurrencyLimit => value(&args.concurrency_limit),
+            Setting::ConnectionsMax => value(&args.connections_max),
+            Setting::DrainTimeoutMs => value(&args.drain_timeout_ms),
+            Setting::ShutdownTimeoutMs => value(&args.shutdown_timeout_ms),
+            Setting::PaymentsDeclineOver => value(&args.payments_decline_over),
+            Setting::PaymentsFailureRate => value(&args.payments_failure_rate),
+            Setting::PaymentsLatencyMs => value(&args.payments_latency_ms),
+        };
+        (key, v)
+    })
+}
+
+fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut Vec<(String, &'a toml::Value)>) {
+    for (name, value) in table {
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&full, inner, out),
+            other => out.push((full, other)),
+        }
+    }
+}
+
+fn millis(value: &str, min: u64, max: u64) -> Result<Duration, String> {
+    let ms: u64 = value
+        .parse()
+        .map_err(|_| format!("invalid number of milliseconds {value:?}"))?;
+    if ms < min || ms > max {
+        return Err(format!("{ms} is not between {min} and {max} ms"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn count(value: &str, min: u64, max: u64) -> Result<usize, String> {
+    let n: u64 = value
+        .parse()
+        .map_err(|_| format!("invalid number {value:?}"))?;
+    if n < min || n > max {
+        return Err(format!("{n} is not between {min} and {max}"));
+    }
+    usize::try_from(n).map_err(|_| format!("{n} is too large for this machine"))
+}
+
+/// The `BULWARK_*` variables of `env` that no setting reads (typos, most
+/// likely), for a warning at start-up.
+#[must_use]
+pub fn unknown_env_keys(env: &[(String, String)]) -> Vec<String> {
+    env.iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("BULWARK_"))
+        .filter(|name| !KEYS.iter().any(|k| k.env == name.as_str()))
+        .filter(|name| !ENV_OTHER.contains(&name.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The process environment as UTF-8 pairs; variables that are not UTF-8
+/// are skipped (no setting could use them).
+#[must_use]
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v): (OsString, OsString)| {
+            Some((k.into_string().ok()?, v.into_string().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_one_node_on_loopback_8080_under_data() {
+        let config = Config::load(&ServeArgs::default(), env(&[])).unwrap();
+        assert_eq!(config.http_addr.to_string(), HTTP_ADDR_DEFAULT);
+        assert_eq!(config.node_data_dir(), PathBuf::from("./data/n1"));
+        assert_eq!(config.payments.decline_over_cents, None);
+    }
+
+    #[test]
+    fn a_bad_env_value_is_refused_naming_the_variable() {
+        let err = Config::load(&ServeArgs::default(), env(&[("BULWARK_HTTP", "abc")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"BULWARK_HTTP: invalid socket address "abc""#
+        );
+        let err = Config::load(
+            &ServeArgs::default(),
+            env(&[("BULWARK_PAYMENTS_FAILURE_RATE", "1.5")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("BULWARK_PAYMENTS_FAILURE_RATE: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bulwark.toml");
+        std::fs::write(
+            &file,
+            "node = \"from-file\"\ndata_dir = \"/tmp/file\"\n[http]\naddr = \"127.0.0.1:1\"\n\
+             [payments]\ndecline_over = 100.5\nlatency_ms = 7\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            http: Some("127.0.0.1:3".to_owned()),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(
+            &args,
+            env(&[
+                ("BULWARK_HTTP", "127.0.0.1:2"),
+                ("BULWARK_NODE", "from-env"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.http_addr.port(), 3);
+        assert_eq!(config.node, "from-env");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/file"));
+        assert_eq!(config.payments.decline_over_cents, Some(10_050));
+        assert_eq!(config.payments.latency_ms, 7);
+    }
+
+    #[test]
+    fn an_unknown_toml_key_is_refused_naming_it() {
+        let mut config = Config::default();
+        let err = config
+            .apply_toml(Path::new("b.toml"), "[http]\nadress = \"x\"\n")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "b.toml: unknown key `http.adress`");
+    }
+
+    #[test]
+    fn decline_over_is_read_in_currency_units() {
+        let config = Config::load(
+            &ServeArgs::default(),
+            env(&[("BULWARK_PAYMENTS_DECLINE_OVER", "100.00")]),
+        )
+        .unwrap();
+        assert_eq!(config.payments.decline_over_cents, Some(10_000));
+        let err = Config::load(
+            &ServeArgs::default(),
+            env(&[("BULWARK_PAYMENTS_DECLINE_OVER", "1.005")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("BULWARK_PAYMENTS_DECLINE_OVER: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let args = ServeArgs {
+            node: Some("../etc".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--node: "), "{err}");
+        let args = ServeArgs {
+            concurrency_limit: Some("0".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--concurrency-limit: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_bulwark_variables_are_reported() {
+        let vars = env(&[
+            ("BULWARK_HTPP", "x"),
+            ("BULWARK_HTTP", "127.0.0.1:1"),
+            ("BULWARK_LOG_FORMAT", "json"),
+            ("HOME", "/root"),
+        ]);
+        assert_eq!(unknown_env_keys(&vars), vec!["BULWARK_HTPP".to_owned()]);
+    }
+}

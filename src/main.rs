@@ -1,0 +1,94 @@
+//! `bulwark serve`: runs the shop until SIGINT or SIGTERM.
+//!
+//! Exit codes: 0 after a clean shutdown, 2 for a bad configuration (the
+//! message names the key), 1 when the shop cannot start or fails.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bulwark::config::{Cli, Command, ServeArgs, process_env, unknown_env_keys};
+use bulwark::{App, Config};
+use clap::Parser as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let env = process_env();
+    let config = match Config::load(args, env.iter().cloned()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&env);
+    for name in unknown_env_keys(&env) {
+        warn!(variable = %name, "unknown BULWARK_* variable ignored");
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(config)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!(error = format!("{err:#}"), "bulwark failed");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    // Signal handlers go in before the address is announced: whoever reads
+    // the announcement may signal at once, and an unhandled SIGTERM would
+    // kill the process without the graceful shutdown.
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let app = App::build(config).await.context("cannot start")?;
+    let addr = app.http_addr();
+    info!(%addr, "listening");
+    // The one line on stdout: scripts and tests read the real address here
+    // (it differs from the configured one with port 0).
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    drop(stdout);
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => info!("SIGTERM received; shutting down"),
+            _ = interrupt.recv() => info!("SIGINT received; shutting down"),
+        }
+    };
+    app.run_until_stopped(shutdown).await?;
+    info!("stopped");
+    Ok(())
+}
+
+/// JSON lines when `BULWARK_LOG_FORMAT=json`, human-readable otherwise; the
+/// level from `RUST_LOG` (default `info`). Logs go to stderr: stdout carries
+/// only the `listening on` line.
+fn init_logging(env: &[(String, String)]) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = env
+        .iter()
+        .any(|(name, value)| name == "BULWARK_LOG_FORMAT" && value.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

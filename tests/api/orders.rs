@@ -1,0 +1,161 @@
+//! The order flow through the saga: completed, declined, cancelled,
+//! idempotent placing. Sagas run after the answer, so tests poll the order
+//! (with a deadline) until it leaves `pending`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{eventually, id, problem, spawn_app, spawn_app_with};
+
+fn order_of(user: &Value, product: &Value, quantity: u64) -> Value {
+    json!({
+        "user_id": id(user),
+        "items": [{"product_id": id(product), "quantity": quantity, "price": product["price"]}],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_placed_pending_and_its_saga_completes_it() {
+    let app = spawn_app().await;
+    let user = app.create_user("buyer").await;
+    let product = app.create_product("lamp", 12.5, 10).await;
+    let response = app.post_order(&order_of(&user, &product, 2), None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let placed: Value = response.json().await.unwrap();
+    assert_eq!(placed["status"], "pending");
+    assert_eq!(placed["total"].as_f64(), Some(25.0));
+    let order = app.settled_order(id(&placed)).await;
+    assert_eq!(order["status"], "completed");
+    let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
+    assert_eq!(stock["quantity"], 8);
+    let payment: Value = app.get_payment(id(&placed)).await.json().await.unwrap();
+    assert_eq!(payment["status"], "charged");
+    assert_eq!(payment["amount"].as_f64(), Some(25.0));
+    let listed: Value = app
+        .list_orders(&format!("?user_id={}", id(&user)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 1);
+    eventually("the order.completed notification", || async {
+        let page: Value = app
+            .list_notifications(&format!("?user_id={}", id(&user)))
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "order.completed")
+            .then_some(())
+    })
+    .await;
+    let expanded: Value = app
+        .get(&format!(
+            "/api/v1/orders/{}?expand=user,products",
+            id(&placed)
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(expanded["user"]["username"], "buyer");
+    assert_eq!(expanded["products"][0]["name"], "lamp");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
+    let app = spawn_app_with(|config| config.payments.decline_over_cents = Some(1000)).await;
+    let user = app.create_user("big-spender").await;
+    let product = app.create_product("tv", 499.99, 3).await;
+    let placed: Value = app
+        .post_order(&order_of(&user, &product, 1), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order = app.settled_order(id(&placed)).await;
+    assert_eq!(order["status"], "cancelled");
+    assert!(
+        order["reason"].as_str().unwrap().contains("declined"),
+        "{order}"
+    );
+    let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
+    assert_eq!(stock["quantity"], 3);
+    problem(app.get_payment(id(&placed)).await, StatusCode::NOT_FOUND).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_and_body_give_the_same_order() {
+    let app = spawn_app().await;
+    let user = app.create_user("retrier").await;
+    let product = app.create_product("mug", 3.0, 100).await;
+    let body = order_of(&user, &product, 1);
+    let first: Value = app
+        .post_order(&body, Some("key-1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = app.post_order(&body, Some("key-1")).await;
+    assert!(second.status().is_success());
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(id(&first), id(&second));
+    let listed: Value = app
+        .list_orders(&format!("?user_id={}", id(&user)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 1);
+    let other = order_of(&user, &product, 2);
+    problem(
+        app.post_order(&other, Some("key-1")).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    app.settled_order(id(&first)).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_order_can_be_cancelled_once() {
+    // A slow provider keeps the saga in its charge step long enough for
+    // the cancel to arrive while the order is pending.
+    let app = spawn_app_with(|config| config.payments.latency_ms = 3000).await;
+    let user = app.create_user("hesitant").await;
+    let product = app.create_product("chair", 40.0, 4).await;
+    let placed: Value = app
+        .post_order(&order_of(&user, &product, 1), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app.cancel_order(id(&placed)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let order = app.settled_order(id(&placed)).await;
+    assert_eq!(order["status"], "cancelled");
+    let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
+    assert_eq!(stock["quantity"], 4);
+    problem(app.cancel_order(id(&placed)).await, StatusCode::CONFLICT).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_need_a_user_id_to_list() {
+    let app = spawn_app().await;
+    let body = problem(app.list_orders("").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["field"], "user_id");
+    let body = problem(
+        app.list_notifications("").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(body["field"], "user_id");
+    app.stop().await;
+}

@@ -1,0 +1,111 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_200() {
+    let app = spawn_app().await;
+    let response = app.health().await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_lists_every_service_up() {
+    let app = spawn_app().await;
+    let response = app.ready().await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let names: Vec<&str> = body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["status"], "up");
+            s["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["notifications", "orders", "payments", "products", "users"]
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_the_api() {
+    let app = spawn_app().await;
+    let response = app.openapi().await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/users",
+        "/api/v1/orders/{id}",
+        "/api/v1/payments",
+        "/health",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    app.health().await;
+    app.get("/api/v1/users/77").await;
+    let text = app.metrics().await.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"bulwark_http_requests_total{method="GET",route="/health",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"bulwark_http_requests_total{method="GET",route="/api/v1/users/{id}",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"bulwark_service_up{service="users"} 1"#),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sane_x_request_id_is_echoed_and_a_missing_one_generated() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/api/v1/users/1"))
+        .header("x-request-id", "checkout-42")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "checkout-42");
+    let response = app.health().await;
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 32);
+    let response = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "x".repeat(200))
+        .header("traceparent", "garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-request-id"].len(), 32);
+    app.stop().await;
+}
