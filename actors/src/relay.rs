@@ -13,11 +13,17 @@ use tracing::{debug, warn};
 
 use crate::common::{EventKind, ShopEvent, ShopEvents};
 
-/// Entries published per pass.
-const BATCH_LEN_MAX: usize = 64;
+/// Entries published per pass (one event batch); well under the store's
+/// drain bound and small enough that the subscriber's one write stays under
+/// the store's write-set limit.
+const BATCH_LEN_MAX: usize = 128;
 /// A pass runs at least this often even without a kick, so entries left by
 /// a crash or a failed publish are retried.
 const IDLE_PASS_INTERVAL: Duration = Duration::from_millis(250);
+/// After a kick, the relay waits this long before draining, so that a burst
+/// of writes leaves as one batch (one subscriber write, one confirm) instead
+/// of one pass per write. Bounds the extra delivery latency of an event.
+const KICK_LINGER: Duration = Duration::from_millis(10);
 /// Pause after a failed publish before the next try.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Deadline of one confirmed publish.
@@ -72,41 +78,45 @@ pub(crate) enum RelayMsg {
 }
 
 impl RelayActor {
+    /// Publishes one drained batch as one event batch and, once every
+    /// subscriber acknowledged it, removes it from the outbox. On failure
+    /// the batch stays for the next pass (a subscriber that got it twice
+    /// dedupes by event id). Returns whether a full batch went out (there
+    /// may be more).
     async fn pass(args: &RelayArgs) -> Result<bool, ActorProcessingErr> {
         let entries = args.outbox.drain(BATCH_LEN_MAX).await?;
+        if entries.is_empty() {
+            return Ok(false);
+        }
         let full = entries.len() == BATCH_LEN_MAX;
-        let mut confirmed = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let event = ShopEvent {
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        let batch: Vec<ShopEvent> = entries
+            .into_iter()
+            .map(|entry| ShopEvent {
                 id: format!("{}:{}", args.service, entry.seq),
                 kind: entry.event,
-            };
-            let ctx = args
-                .router
-                .context()
-                .with_deadline(tokio::time::Instant::now() + PUBLISH_TIMEOUT);
-            match args
-                .router
-                .publish_confirmed::<ShopEvents>(&ctx, event)
-                .await
-            {
-                Ok(_) => confirmed.push(entry.seq),
-                Err(err) => {
-                    warn!(service = args.service, seq = entry.seq, error = %err, "event not confirmed; will retry");
-                    break;
-                }
+            })
+            .collect();
+        let ctx = args
+            .router
+            .context()
+            .with_deadline(tokio::time::Instant::now() + PUBLISH_TIMEOUT);
+        match args
+            .router
+            .publish_confirmed::<ShopEvents>(&ctx, batch)
+            .await
+        {
+            Ok(_) => {
+                args.outbox.confirm(&seqs).await?;
+                debug!(service = args.service, count = seqs.len(), "events relayed");
+                Ok(full)
+            }
+            Err(err) => {
+                warn!(service = args.service, count = seqs.len(), error = %err, "events not confirmed; will retry");
+                tokio::time::sleep(RETRY_DELAY).await;
+                Ok(false)
             }
         }
-        let progressed = !confirmed.is_empty();
-        if progressed {
-            args.outbox.confirm(&confirmed).await?;
-            debug!(
-                service = args.service,
-                count = confirmed.len(),
-                "events relayed"
-            );
-        }
-        Ok(full && progressed)
     }
 }
 
@@ -145,7 +155,13 @@ impl Actor for RelayActor {
             // or kill is never delayed by it.
             let kick = args.kick.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(IDLE_PASS_INTERVAL, kick.0.notified()).await;
+                if tokio::time::timeout(IDLE_PASS_INTERVAL, kick.0.notified())
+                    .await
+                    .is_ok()
+                {
+                    // Let the writes that follow the first one join its batch.
+                    tokio::time::sleep(KICK_LINGER).await;
+                }
                 let _ = myself.send_message(RelayMsg::Pass);
             });
         }

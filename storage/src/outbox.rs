@@ -121,7 +121,13 @@ impl<E: Serialize + DeserializeOwned> Outbox<E> {
                 Ok::<_, StoreError>(())
             })
             .await?;
-        store.sync().await
+        // In durable mode the write above already waited for its fsync; in a
+        // relaxed mode the removal must still be made durable here.
+        if store.config().durability == crate::Durability::Durable {
+            Ok(())
+        } else {
+            store.sync().await
+        }
     }
 
     /// Whether no entry is pending.

@@ -35,14 +35,14 @@ impl Handler for NotificationsState {
     }
 
     async fn on_event(&self, mut event: TopicEvent) {
-        let Some(shop_event) = event.get::<ShopEvents>().cloned() else {
+        let Some(batch) = event.get::<ShopEvents>().cloned() else {
             event.ack();
             return;
         };
-        match self.store.apply(&shop_event).await {
+        match self.store.apply(&batch).await {
             Ok(()) => event.ack(),
-            // Unacknowledged: the relay publishes it again.
-            Err(err) => warn!(event = %shop_event.id, error = %err, "event not applied"),
+            // Unacknowledged: the relay publishes the batch again.
+            Err(err) => warn!(events = batch.len(), error = %err, "events not applied"),
         }
     }
 }

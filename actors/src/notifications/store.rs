@@ -61,30 +61,44 @@ impl NotificationsStore {
         })
     }
 
-    /// Applies one event: records its notification unless the event was
-    /// applied before. Returns once durable.
-    pub(crate) async fn apply(&self, event: &ShopEvent) -> Result<(), ShopError> {
-        let Some((user_id, order_id, message)) = describe(&event.kind) else {
-            return Ok(());
-        };
-        if self.inbox.contains(&event.id)? {
+    /// Applies a batch of events in one write: records each event's
+    /// notification unless that event was applied before (its id is in the
+    /// inbox). Returns once durable.
+    pub(crate) async fn apply(&self, events: &[ShopEvent]) -> Result<(), ShopError> {
+        let mut fresh = Vec::new();
+        for event in events {
+            let Some((user_id, order_id, message)) = describe(&event.kind) else {
+                continue;
+            };
+            if self.inbox.contains(&event.id)? {
+                continue;
+            }
+            fresh.push(Notification {
+                id: self.ids.next_id().await?,
+                user_id,
+                kind: event.kind.name().to_owned(),
+                order_id,
+                message,
+                event_id: event.id.clone(),
+                created_at_ms: now_ms(),
+            });
+        }
+        if fresh.is_empty() {
             return Ok(());
         }
-        let id = self.ids.next_id().await?;
-        let notification = Notification {
-            id,
-            user_id,
-            kind: event.kind.name().to_owned(),
-            order_id,
-            message,
-            event_id: event.id.clone(),
-            created_at_ms: now_ms(),
-        };
         self.store
             .write(|tx| {
-                if self.inbox.check_and_record(tx, &event.id, now_ms())? {
-                    self.notifications
-                        .insert(tx, &(user_id, id), &notification)?;
+                for notification in &fresh {
+                    if self
+                        .inbox
+                        .check_and_record(tx, &notification.event_id, now_ms())?
+                    {
+                        self.notifications.insert(
+                            tx,
+                            &(notification.user_id, notification.id),
+                            notification,
+                        )?;
+                    }
                 }
                 Ok::<_, ShopError>(())
             })
