@@ -10,6 +10,11 @@ use crate::common::{EventKind, Page, PageRequest, ShopError, ShopEvent, now_ms};
 /// outbox relay within seconds; a week is a wide margin.
 pub(crate) const INBOX_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 
+/// Notifications written in one store write: at most ~1 KiB each (texts
+/// are bounded by `TEXT_LEN_MAX`), so a chunk stays well under the store's
+/// 96 KiB write-set limit.
+const NOTIFICATIONS_PER_WRITE_MAX: usize = 32;
+
 /// The notifications store.
 #[derive(Debug, Clone)]
 pub(crate) struct NotificationsStore {
@@ -83,12 +88,18 @@ impl NotificationsStore {
                 created_at_ms: now_ms(),
             });
         }
-        if fresh.is_empty() {
-            return Ok(());
+        // Chunks keep each write set far below the store's limit, however
+        // long the events' texts.
+        for chunk in fresh.chunks(NOTIFICATIONS_PER_WRITE_MAX) {
+            self.write_chunk(chunk).await?;
         }
+        Ok(())
+    }
+
+    async fn write_chunk(&self, fresh: &[Notification]) -> Result<(), ShopError> {
         self.store
             .write(|tx| {
-                for notification in &fresh {
+                for notification in fresh {
                     if self
                         .inbox
                         .check_and_record(tx, &notification.event_id, now_ms())?
