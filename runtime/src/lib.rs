@@ -17,6 +17,7 @@
 //! - `error.rs` — every error type.
 
 mod bulkhead;
+pub mod cluster;
 mod envelope;
 mod error;
 mod node;
