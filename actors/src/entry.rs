@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 
 use bulwark_runtime::{Service, ServiceMsg, TopicEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio_util::task::TaskTracker;
 
 use crate::common::ShopError;
 
@@ -22,6 +23,10 @@ pub(crate) trait Handler: Clone + Send + Sync + 'static {
         &self,
         request: <Self::Service as Service>::Request,
     ) -> impl Future<Output = Result<<Self::Service as Service>::Response, ShopError>> + Send;
+
+    /// The service's task tracker (`ServiceContext::tasks`): every request
+    /// task is spawned on it, so the node waits for them at shutdown.
+    fn tasks(&self) -> &TaskTracker;
 
     /// Runs when the entry actor (re)starts.
     fn on_start(&self) {}
@@ -63,23 +68,24 @@ impl<H: Handler> Actor for EntryActor<H> {
         handler: &mut H,
     ) -> Result<(), ActorProcessingErr> {
         let handler = handler.clone();
+        let tasks = handler.tasks().clone();
         match msg {
             ServiceMsg::Call(call) => {
                 let (envelope, reply) = call.into_parts();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     reply.send(handler.serve(envelope.payload).await);
                 });
             }
             ServiceMsg::Cast(cast) => {
                 let envelope = cast.into_envelope();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     if let Err(err) = handler.serve(envelope.payload).await {
                         tracing::warn!(service = <H::Service as Service>::NAME, error = %err, "cast failed");
                     }
                 });
             }
             ServiceMsg::Event(event) => {
-                tokio::spawn(async move { handler.on_event(event).await });
+                tasks.spawn(async move { handler.on_event(event).await });
             }
         }
         Ok(())

@@ -106,6 +106,17 @@ impl RelayActor {
             .publish_confirmed::<ShopEvents>(&ctx, batch)
             .await
         {
+            // Nobody subscribed (yet): keep the events rather than confirm
+            // them to no one.
+            Ok(0) => {
+                warn!(
+                    service = args.service,
+                    count = seqs.len(),
+                    "no subscriber for events; will retry"
+                );
+                tokio::time::sleep(RETRY_DELAY).await;
+                Ok(false)
+            }
             Ok(_) => {
                 args.outbox.confirm(&seqs).await?;
                 debug!(service = args.service, count = seqs.len(), "events relayed");

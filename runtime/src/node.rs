@@ -13,6 +13,7 @@ use ractor::ActorRef;
 use ractor::concurrency::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::error::NodeError;
@@ -53,8 +54,12 @@ impl NodeConfig {
     }
 }
 
-type Starter =
-    Box<dyn FnOnce(NodeParts) -> BoxFuture<'static, Result<RunningService, NodeError>> + Send>;
+/// Starts a registered service (the second phase of adding one).
+type Start = Box<dyn FnOnce() -> BoxFuture<'static, Result<RunningService, NodeError>> + Send>;
+/// Registers a service with the router (the first phase): every service is
+/// registered, with its topics, before any starts, so the first services'
+/// events find the later ones' subscriptions.
+type Register = Box<dyn FnOnce(NodeParts) -> Start + Send>;
 
 /// What a service starter needs from the node being built.
 #[derive(Clone)]
@@ -68,7 +73,7 @@ struct NodeParts {
 pub struct NodeBuilder {
     config: NodeConfig,
     names: Vec<&'static str>,
-    starters: Vec<Starter>,
+    registers: Vec<Register>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -86,8 +91,11 @@ impl NodeBuilder {
     #[must_use]
     pub fn service<S: Service>(mut self, service: S, config: ServiceConfig) -> Self {
         self.names.push(S::NAME);
-        self.starters.push(Box::new(move |parts: NodeParts| {
-            Box::pin(start_service(Arc::new(service), config, parts))
+        self.registers.push(Box::new(move |parts: NodeParts| {
+            let slot = ServiceSlot::<S>::new(config);
+            parts.router.register(&slot, &service.topics());
+            let service = Arc::new(service);
+            Box::new(move || Box::pin(start_service(service, slot, parts)))
         }));
         self
     }
@@ -112,8 +120,13 @@ impl NodeBuilder {
             tree: Tree::new(),
         };
         let mut running: Vec<RunningService> = Vec::new();
-        for starter in self.starters {
-            match starter(parts.clone()).await {
+        let starts: Vec<Start> = self
+            .registers
+            .into_iter()
+            .map(|register| register(parts.clone()))
+            .collect();
+        for start in starts {
+            match start().await {
                 Ok(service) => running.push(service),
                 Err(err) => {
                     router.close();
@@ -126,7 +139,8 @@ impl NodeBuilder {
         Ok(Node {
             inner: Arc::new(NodeInner {
                 parts,
-                services: Mutex::new(running),
+                services: Mutex::new(Some(running)),
+                stopped: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -141,8 +155,10 @@ struct RunningService {
 
 struct NodeInner {
     parts: NodeParts,
-    /// Taken (emptied) by the first shutdown.
-    services: Mutex<Vec<RunningService>>,
+    /// Taken by the first shutdown.
+    services: Mutex<Option<Vec<RunningService>>>,
+    /// Set once the first shutdown has finished; later callers wait on it.
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running node. Cheap to clone; every clone is the same node.
@@ -166,7 +182,7 @@ impl Node {
         NodeBuilder {
             config,
             names: Vec::new(),
-            starters: Vec::new(),
+            registers: Vec::new(),
         }
     }
 
@@ -210,19 +226,22 @@ impl Node {
 
     /// Graceful shutdown: refuse new messages, let in-flight calls finish
     /// (up to the shutdown timeout), then stop services in reverse start
-    /// order, each root stopping its children in reverse order. A second
-    /// call does nothing.
+    /// order, each root stopping its children in reverse order, then wait
+    /// for the tasks each service spawned. A concurrent or later call
+    /// returns once the first has finished.
     pub async fn shutdown(&self) {
-        let services = std::mem::take(
-            &mut *self
-                .inner
-                .services
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        if services.is_empty() {
+        let taken = self
+            .inner
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(services) = taken else {
+            // Another call is shutting the node down (or did): wait for it.
+            let mut stopped = self.inner.stopped.subscribe();
+            let _ = stopped.wait_for(|done| *done).await;
             return;
-        }
+        };
         let parts = &self.inner.parts;
         parts.router.close();
         let drain_deadline = Instant::now() + parts.config.shutdown_timeout;
@@ -230,6 +249,7 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         stop_services(services).await;
+        self.inner.stopped.send_replace(true);
         info!(node = %parts.config.name, "node stopped");
     }
 }
@@ -246,20 +266,21 @@ async fn stop_services(services: Vec<RunningService>) {
 /// Starts one service and the keeper task that watches its root.
 async fn start_service<S: Service>(
     service: Arc<S>,
-    config: ServiceConfig,
+    slot: Arc<ServiceSlot<S>>,
     parts: NodeParts,
 ) -> Result<RunningService, NodeError> {
-    let slot = ServiceSlot::<S>::new(config);
-    parts.router.register(&slot, &service.topics());
+    let stop = CancellationToken::new();
     let keeper = Keeper {
         service,
         slot,
         ctx: ServiceContext {
             node: Arc::from(parts.config.name.as_str()),
             router: parts.router.clone(),
+            tasks: TaskTracker::new(),
+            shutdown: stop.clone(),
         },
         parts,
-        stop: CancellationToken::new(),
+        stop,
     };
     let (root, join) = keeper.start_root(0).await?;
     let stop = keeper.stop.clone();
@@ -340,6 +361,7 @@ impl<S: Service> Keeper<S> {
                     () = tokio::time::sleep(delay) => {}
                     () = self.stop.cancelled() => {
                         self.parts.tree.remove(S::NAME);
+                        self.wait_tasks().await;
                         return;
                     }
                 }
@@ -362,6 +384,23 @@ impl<S: Service> Keeper<S> {
         }
     }
 
+    /// Waits (bounded) for the tasks the service spawned; its tree is gone
+    /// and they have seen `shutdown`.
+    async fn wait_tasks(&self) {
+        self.ctx.tasks.close();
+        let timeout = self.parts.config.shutdown_timeout;
+        if tokio::time::timeout(timeout, self.ctx.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                service = S::NAME,
+                tasks = self.ctx.tasks.len(),
+                "service tasks did not finish in time"
+            );
+        }
+    }
+
     async fn stop_root(&self, root: &ActorRef<SupervisorMsg>, join: Option<JoinHandle<()>>) {
         let timeout = self.parts.config.shutdown_timeout;
         if root.stop_and_wait(None, Some(timeout)).await.is_err() {
@@ -374,6 +413,7 @@ impl<S: Service> Keeper<S> {
         if let Some(join) = join {
             let _ = tokio::time::timeout(timeout, join).await;
         }
+        self.wait_tasks().await;
         self.slot.set_down();
         self.parts.tree.remove(S::NAME);
         info!(service = S::NAME, "service stopped");

@@ -9,6 +9,8 @@ use std::time::Duration;
 use bulwark_supervisors::{ChildSpec, Restart, Strategy, SupervisorSpec};
 use ractor::Actor;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::bulkhead::MailboxPermit;
 use crate::envelope::Envelope;
@@ -57,6 +59,14 @@ pub struct ServiceContext {
     pub node: Arc<str>,
     /// The node's router, for calls to other services.
     pub router: Router,
+    /// Tasks the service spawns beside its actors (a request served in its
+    /// own task, a saga). The node waits for them at shutdown, after the
+    /// service's tree stopped, so none outlives the node (and keeps its
+    /// store open). Spawn through it: `ctx.tasks.spawn(..)`.
+    pub tasks: TaskTracker,
+    /// Cancelled when the node starts shutting the service down: long-lived
+    /// tasks stop on it (they resume from the store at the next start).
+    pub shutdown: CancellationToken,
 }
 
 /// Bulkhead bounds of one service.

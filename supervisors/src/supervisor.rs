@@ -43,9 +43,15 @@ pub enum SupervisorError {
 #[derive(Debug)]
 pub enum SupervisorMsg {
     /// Start these children (indices in start order) unless they are
-    /// already running or no longer wanted. Sent after a backoff, or after a
-    /// failed start.
-    Start(Vec<usize>),
+    /// already running, no longer wanted, or a later restart decision took
+    /// them over (`token` no longer theirs). Sent after a backoff, or after
+    /// a failed start.
+    Start {
+        /// The children, in start order.
+        indices: Vec<usize>,
+        /// The restart decision this start belongs to.
+        token: u64,
+    },
 }
 
 /// What [`SupervisorActor`] is spawned with.
@@ -71,6 +77,9 @@ struct ChildSlot {
     restarts: u32,
     /// False once the child stopped and its policy says it stays stopped.
     wanted: bool,
+    /// The token of the scheduled start that owns this child's next start;
+    /// an older `Start` message for it is stale and skipped.
+    pending: Option<u64>,
 }
 
 /// The supervisor's state: its children and its recent restarts.
@@ -81,6 +90,8 @@ pub struct SupervisorState {
     children: Vec<ChildSlot>,
     /// Instants of the restarts inside the intensity window, oldest first.
     restart_log: VecDeque<Instant>,
+    /// Source of `Start` tokens.
+    next_token: u64,
     tree: Tree,
 }
 
@@ -136,6 +147,7 @@ impl Actor for SupervisorActor {
                 cell: None,
                 restarts: 0,
                 wanted: true,
+                pending: None,
             })
             .collect();
         let mut state = SupervisorState {
@@ -143,6 +155,7 @@ impl Actor for SupervisorActor {
             spec,
             children,
             restart_log: VecDeque::new(),
+            next_token: 0,
             tree,
         };
         // Children start here, not in post_start, so that a supervisor whose
@@ -168,7 +181,9 @@ impl Actor for SupervisorActor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Start(indices) => state.start_children(&myself, &indices).await,
+            SupervisorMsg::Start { indices, token } => {
+                state.start_children(&myself, &indices, token).await
+            }
         }
     }
 
@@ -233,23 +248,41 @@ impl SupervisorState {
         Ok(())
     }
 
-    /// Starts each listed child that is wanted and not running. A child that
-    /// fails to start counts as a restart and is retried (after the backoff).
+    /// Starts, in order, each listed child that is wanted, not running and
+    /// still owned by `token`. A child that fails to start counts as a
+    /// restart; it and the rest of the group are rescheduled (after the
+    /// backoff) so that no later sibling starts ahead of it.
     async fn start_children(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         indices: &[usize],
+        token: u64,
     ) -> Result<(), ActorProcessingErr> {
-        for &i in indices {
+        for (position, &i) in indices.iter().enumerate() {
             let slot = &self.children[i];
-            if !slot.wanted || slot.cell.is_some() {
+            if !slot.wanted || slot.cell.is_some() || slot.pending != Some(token) {
                 continue;
             }
-            if let Err(err) = self.start_child(myself, i).await {
-                warn!(supervisor = %self.path, child = %self.children[i].path, error = %err, "child failed to start");
-                self.children[i].restarts += 1;
-                let nth = self.record_restart()?;
-                self.schedule(myself, vec![i], nth)?;
+            match self.start_child(myself, i).await {
+                Ok(()) => self.children[i].pending = None,
+                Err(err) => {
+                    warn!(supervisor = %self.path, child = %self.children[i].path, error = %err, "child failed to start");
+                    self.children[i].restarts += 1;
+                    let nth = match self.record_restart() {
+                        Ok(nth) => nth,
+                        Err(err) => {
+                            error!(supervisor = %self.path, error = %err, "restart intensity exceeded; escalating");
+                            self.stop_children(myself).await;
+                            return Err(err.into());
+                        }
+                    };
+                    let rest: Vec<usize> = indices[position..]
+                        .iter()
+                        .copied()
+                        .filter(|&j| self.children[j].pending == Some(token))
+                        .collect();
+                    return self.schedule(myself, rest, nth);
+                }
             }
         }
         Ok(())
@@ -278,18 +311,25 @@ impl SupervisorState {
         Ok(count)
     }
 
-    /// Starts `indices` now, or after the backoff for the `nth` restart.
+    /// Starts `indices` now, or after the backoff for the `nth` restart,
+    /// under a fresh token that supersedes any start already scheduled for
+    /// them.
     fn schedule(
-        &self,
+        &mut self,
         myself: &ActorRef<SupervisorMsg>,
         indices: Vec<usize>,
         nth: u32,
     ) -> Result<(), ActorProcessingErr> {
+        let token = self.next_token;
+        self.next_token += 1;
+        for &i in &indices {
+            self.children[i].pending = Some(token);
+        }
         match self.spec.backoff.map(|b| b.delay(nth)) {
             Some(delay) if !delay.is_zero() => {
-                myself.send_after(delay, move || SupervisorMsg::Start(indices));
+                myself.send_after(delay, move || SupervisorMsg::Start { indices, token });
             }
-            _ => myself.send_message(SupervisorMsg::Start(indices))?,
+            _ => myself.send_message(SupervisorMsg::Start { indices, token })?,
         }
         Ok(())
     }

@@ -326,3 +326,42 @@ async fn backoff_delays_each_restart_exponentially() {
     }
     root.stop_and_wait(None, None).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_scheduled_restart_never_starts_later_siblings_ahead_of_an_earlier_one() {
+    let tree = Tree::new();
+    let probes = [Probe::default(), Probe::default(), Probe::default()];
+    let spec = SupervisorSpec::new(Strategy::RestForOne)
+        .intensity(10, Duration::from_secs(3600))
+        .backoff(Duration::from_millis(200), Duration::from_secs(10))
+        .child(worker("a", Restart::Permanent, &probes[0]))
+        .child(worker("b", Restart::Permanent, &probes[1]))
+        .child(worker("c", Restart::Permanent, &probes[2]));
+    let (root, _) = SupervisorActor::spawn("svc".into(), spec, tree.clone())
+        .await
+        .unwrap();
+    // b fails (b and c are due back after 200 ms), then a fails before that:
+    // a, b and c must come back in that order, b and c after a.
+    send(&tree, "svc/b", WorkerMsg::Panic);
+    eventually("b and c waiting for their restart", || {
+        ["svc/b", "svc/c"].iter().all(|p| {
+            tree.get(p)
+                .is_some_and(|a| a.state == ActorState::Restarting)
+        })
+    })
+    .await;
+    send(&tree, "svc/a", WorkerMsg::Panic);
+    eventually("all three running again", || {
+        ["svc/a", "svc/b", "svc/c"]
+            .iter()
+            .all(|p| tree.get(p).is_some_and(|a| a.state == ActorState::Running))
+            && probes[0].starts() == 2
+    })
+    .await;
+    let last = |p: &Probe| *p.started_at.lock().unwrap().last().unwrap();
+    assert!(last(&probes[1]) >= last(&probes[0]), "b restarted before a");
+    assert!(last(&probes[2]) >= last(&probes[1]), "c restarted before b");
+    assert_eq!(probes[1].starts(), 2, "b started once after its crash");
+    assert_eq!(probes[2].starts(), 2, "c started once after its crash");
+    root.stop_and_wait(None, None).await.unwrap();
+}

@@ -9,6 +9,7 @@ use super::messages::{NotificationsRequest, NotificationsResponse};
 use super::store::NotificationsStore;
 use crate::common::{ShopError, ShopEvents};
 use crate::entry::{EntryActor, Handler};
+use tokio_util::task::TaskTracker;
 
 /// The notifications entry actor.
 pub(crate) type NotificationsActor = EntryActor<NotificationsState>;
@@ -16,10 +17,15 @@ pub(crate) type NotificationsActor = EntryActor<NotificationsState>;
 /// What each request's task works with.
 #[derive(Debug, Clone)]
 pub(crate) struct NotificationsState {
+    pub(crate) tasks: TaskTracker,
     pub(crate) store: NotificationsStore,
 }
 
 impl Handler for NotificationsState {
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
     type Service = Notifications;
 
     async fn serve(

@@ -22,7 +22,7 @@ const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// The notifications service.
 #[derive(Debug)]
 pub struct Notifications {
-    state: NotificationsState,
+    store: NotificationsStore,
 }
 
 impl Notifications {
@@ -32,9 +32,7 @@ impl Notifications {
     /// A [`StoreError`] when the store's tables cannot be opened.
     pub fn new(store: Store) -> Result<Self, StoreError> {
         Ok(Self {
-            state: NotificationsState {
-                store: NotificationsStore::open(store)?,
-            },
+            store: NotificationsStore::open(store)?,
         })
     }
 }
@@ -45,9 +43,12 @@ impl Service for Notifications {
     type Response = NotificationsResponse;
     type Error = ShopError;
 
-    fn tree(&self, _ctx: &ServiceContext) -> ServiceTree<Self> {
-        let state = self.state.clone();
-        let inbox = self.state.store.inbox.clone();
+    fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
+        let state = NotificationsState {
+            store: self.store.clone(),
+            tasks: ctx.tasks.clone(),
+        };
+        let inbox = self.store.inbox.clone();
         ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (NotificationsActor::new(), state.clone()))
             .child(ChildSpec::actor(

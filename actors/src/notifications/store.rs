@@ -88,6 +88,11 @@ impl NotificationsStore {
                 created_at_ms: now_ms(),
             });
         }
+        if fresh.is_empty() {
+            // Every event was seen; the writes that recorded them may not be
+            // durable yet, and the ack lets the relay forget the events.
+            return Ok(self.store.sync().await?);
+        }
         // Chunks keep each write set far below the store's limit, however
         // long the events' texts.
         for chunk in fresh.chunks(NOTIFICATIONS_PER_WRITE_MAX) {

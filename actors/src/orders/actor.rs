@@ -7,6 +7,7 @@ use super::state::OrderEvent;
 use super::store::{OrdersStore, RecordError};
 use crate::common::ShopError;
 use crate::entry::{EntryActor, Handler};
+use tokio_util::task::TaskTracker;
 
 /// The orders entry actor.
 pub(crate) type OrdersActor = EntryActor<OrdersState>;
@@ -17,6 +18,7 @@ const CANCEL_ATTEMPTS_MAX: u32 = 16;
 /// What each request's task works with.
 #[derive(Debug, Clone)]
 pub(crate) struct OrdersState {
+    pub(crate) tasks: TaskTracker,
     pub(crate) store: OrdersStore,
     pub(crate) sagas: Sagas,
 }
@@ -54,6 +56,10 @@ impl OrdersState {
 }
 
 impl Handler for OrdersState {
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
     type Service = Orders;
 
     fn on_start(&self) {
@@ -63,8 +69,9 @@ impl Handler for OrdersState {
     async fn serve(&self, request: OrdersRequest) -> Result<OrdersResponse, ShopError> {
         match request {
             OrdersRequest::Place(order) => {
-                let (order, new) = self.store.place(order).await?;
-                if new {
+                let (order, _new) = self.store.place(order).await?;
+                // Also on a replay: its saga may have stopped early.
+                if order.status == OrderStatus::Pending {
                     self.sagas.ensure(order.id);
                 }
                 Ok(OrdersResponse::Order(order))

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
 
 use crate::common::ShopError;
 use crate::relay::{Kick, with_relay};
@@ -27,9 +26,6 @@ pub struct Orders {
     store: OrdersStore,
     kick: Kick,
     running: Arc<DashMap<u64, ()>>,
-    /// Stops every saga task when the service is dropped (node shutdown);
-    /// they resume from the store at the next start.
-    stop: CancellationToken,
 }
 
 impl Orders {
@@ -42,14 +38,7 @@ impl Orders {
             store: OrdersStore::open(store)?,
             kick: Kick::default(),
             running: Arc::default(),
-            stop: CancellationToken::new(),
         })
-    }
-}
-
-impl Drop for Orders {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -65,11 +54,13 @@ impl Service for Orders {
             ctx.router.clone(),
             self.kick.clone(),
             Arc::clone(&self.running),
-            self.stop.clone(),
+            ctx.shutdown.clone(),
+            ctx.tasks.clone(),
         );
         let state = OrdersState {
             store: self.store.clone(),
             sagas,
+            tasks: ctx.tasks.clone(),
         };
         let tree = ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (OrdersActor::new(), state.clone()));

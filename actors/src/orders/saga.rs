@@ -15,6 +15,7 @@ use std::time::Duration;
 use bulwark_runtime::{CallError, Router, UnavailableReason};
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::state::{OrderEvent, OrderState, Step};
@@ -53,8 +54,11 @@ pub(crate) struct Sagas {
     /// Orders whose saga task is running; shared across actor restarts so
     /// a restarted entry never starts a second task for the same order.
     running: Arc<DashMap<u64, ()>>,
-    /// Cancelled when the service is dropped (node shutdown).
+    /// Cancelled when the node starts shutting the service down; sagas
+    /// resume from the store at the next start.
     stop: CancellationToken,
+    /// The service's task tracker: the node waits for saga tasks to end.
+    tasks: TaskTracker,
 }
 
 /// Removes an order from the running set when its task ends, however.
@@ -66,11 +70,11 @@ impl Drop for Running {
     }
 }
 
-fn is_forward(step: &Step) -> bool {
-    matches!(
-        step,
-        Step::ValidateUser | Step::Reserve | Step::Charge | Step::Commit
-    )
+/// Steps that may give up and compensate. Committing is past the point of
+/// no return (`CommitStarted` is recorded first and blocks cancellation):
+/// like the compensation steps, it is retried until it is done.
+fn may_compensate(step: &Step) -> bool {
+    matches!(step, Step::ValidateUser | Step::Reserve | Step::Charge)
 }
 
 fn classify(error: CallError<ShopError>) -> Outcome {
@@ -103,6 +107,7 @@ impl Sagas {
         kick: Kick,
         running: Arc<DashMap<u64, ()>>,
         stop: CancellationToken,
+        tasks: TaskTracker,
     ) -> Self {
         Self {
             store,
@@ -110,6 +115,7 @@ impl Sagas {
             kick,
             running,
             stop,
+            tasks,
         }
     }
 
@@ -119,7 +125,7 @@ impl Sagas {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let _running = Running(Arc::clone(&this.running), id);
             tokio::select! {
                 () = this.run(id) => {}
@@ -149,8 +155,12 @@ impl Sagas {
             let state = match self.store.load(id) {
                 Ok(state) => state,
                 Err(err) => {
-                    warn!(order = id, error = %err, "cannot load order");
-                    return;
+                    // A store error is not the saga's end: retry, or the
+                    // order would stay pending until the next restart.
+                    failures += 1;
+                    warn!(order = id, error = %err, "cannot load order; retrying");
+                    tokio::time::sleep(retry_delay(failures)).await;
+                    continue;
                 }
             };
             let Some(step) = state.next_step() else {
@@ -161,7 +171,7 @@ impl Sagas {
                 Outcome::Stop => return,
                 Outcome::Retry(reason) => {
                     failures += 1;
-                    if is_forward(&step) && failures >= FORWARD_ATTEMPTS_MAX {
+                    if may_compensate(&step) && failures >= FORWARD_ATTEMPTS_MAX {
                         OrderEvent::Compensating {
                             reason: format!("{step:?} failed {failures} times: {reason}"),
                         }
@@ -237,6 +247,7 @@ impl Sagas {
                         reason: "the payment was refunded".to_owned(),
                     }),
                 }),
+            Step::StartCommit => done(OrderEvent::CommitStarted),
             Step::Commit => router
                 .call_with::<Products>(ctx, ProductsRequest::Commit { order_id: id })
                 .await
@@ -259,8 +270,9 @@ impl Sagas {
         };
         match result {
             Ok(outcome) => outcome,
-            // Compensation must finish: its failures are always retried.
-            Err(error) if !is_forward(step) => match classify(error) {
+            // Commit and compensation must finish: their failures are
+            // always retried.
+            Err(error) if !may_compensate(step) => match classify(error) {
                 Outcome::Stop => Outcome::Stop,
                 Outcome::Record(OrderEvent::Compensating { reason }) | Outcome::Retry(reason) => {
                     Outcome::Retry(reason)

@@ -19,6 +19,9 @@ pub(crate) enum OrderEvent {
     UserValidated,
     StockReserved,
     PaymentCharged,
+    /// Recorded before the commit call: from here the order completes, and a
+    /// cancel request is refused (it could race the commit).
+    CommitStarted,
     StockCommitted,
     Completed,
     CancelRequested {
@@ -40,6 +43,7 @@ pub(crate) enum Step {
     ValidateUser,
     Reserve,
     Charge,
+    StartCommit,
     Commit,
     Complete,
     /// Stop going forward and undo, for this reason.
@@ -59,6 +63,7 @@ pub(crate) struct OrderState {
     pub(crate) user_validated: bool,
     pub(crate) reserved: bool,
     pub(crate) charged: bool,
+    pub(crate) commit_started: bool,
     pub(crate) committed: bool,
     pub(crate) cancel_requested: Option<String>,
     pub(crate) compensating: Option<String>,
@@ -87,6 +92,7 @@ impl OrderState {
             OrderEvent::UserValidated => self.user_validated = true,
             OrderEvent::StockReserved => self.reserved = true,
             OrderEvent::PaymentCharged => self.charged = true,
+            OrderEvent::CommitStarted => self.commit_started = true,
             OrderEvent::StockCommitted => self.committed = true,
             OrderEvent::Completed => self.outcome = Some((OrderStatus::Completed, None)),
             OrderEvent::CancelRequested { reason } => {
@@ -129,9 +135,9 @@ impl OrderState {
     }
 
     /// Whether a cancel request can still be honoured: pending, and the
-    /// stock not yet committed (past that point the order completes).
+    /// commit not yet started (past that point the order completes).
     pub(crate) fn cancellable(&self) -> bool {
-        self.outcome.is_none() && !self.committed && self.cancel_requested.is_none()
+        self.outcome.is_none() && !self.commit_started && self.cancel_requested.is_none()
     }
 
     /// The saga's next step; `None` once the order is completed or
@@ -154,7 +160,7 @@ impl OrderState {
             });
         }
         if let Some(reason) = &self.cancel_requested
-            && !self.committed
+            && !self.commit_started
         {
             return Some(Step::Compensate(reason.clone()));
         }
@@ -164,6 +170,8 @@ impl OrderState {
             Step::Reserve
         } else if !self.charged {
             Step::Charge
+        } else if !self.commit_started {
+            Step::StartCommit
         } else if !self.committed {
             Step::Commit
         } else {
@@ -196,6 +204,7 @@ mod tests {
             (Step::ValidateUser, OrderEvent::UserValidated),
             (Step::Reserve, OrderEvent::StockReserved),
             (Step::Charge, OrderEvent::PaymentCharged),
+            (Step::StartCommit, OrderEvent::CommitStarted),
             (Step::Commit, OrderEvent::StockCommitted),
             (Step::Complete, OrderEvent::Completed),
         ];
@@ -205,7 +214,7 @@ mod tests {
         }
         assert_eq!(state.next_step(), None);
         assert_eq!(state.status(), OrderStatus::Completed);
-        assert_eq!(state.version, 6);
+        assert_eq!(state.version, 7);
     }
 
     #[test]
@@ -231,20 +240,26 @@ mod tests {
     }
 
     #[test]
-    fn a_cancel_request_is_honoured_only_before_the_stock_is_committed() {
+    fn a_cancel_request_is_honoured_only_before_the_commit_starts() {
         let mut state = OrderState::fold(&[placed(), OrderEvent::UserValidated]);
         assert!(state.cancellable());
         state.apply(&OrderEvent::CancelRequested {
             reason: "by user".into(),
         });
         assert_eq!(state.next_step(), Some(Step::Compensate("by user".into())));
-        let committed = OrderState::fold(&[
+        let committing = OrderState::fold(&[
             placed(),
             OrderEvent::UserValidated,
             OrderEvent::StockReserved,
             OrderEvent::PaymentCharged,
-            OrderEvent::StockCommitted,
+            OrderEvent::CommitStarted,
         ]);
-        assert!(!committed.cancellable());
+        assert!(!committing.cancellable());
+        // Even a cancel recorded concurrently does not turn it back.
+        let mut raced = committing;
+        raced.apply(&OrderEvent::CancelRequested {
+            reason: "late".into(),
+        });
+        assert_eq!(raced.next_step(), Some(Step::Commit));
     }
 }

@@ -122,6 +122,9 @@ impl OrdersStore {
         if let Some(key) = &order.idempotency_key
             && let Some(existing) = self.idempotent(key, print)?
         {
+            // The first request's write may not be durable yet: a 2xx for
+            // the replay must not come before it is.
+            self.store.sync().await?;
             return Ok((existing, false));
         }
         let id = self.ids.next_id().await?;

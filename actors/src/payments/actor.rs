@@ -2,13 +2,17 @@
 //! configurable latency, deterministic declines and random transient
 //! failures, in front of an idempotent ledger.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::messages::{PaymentsRequest, PaymentsResponse};
 use super::store::PaymentsStore;
 use super::{Payments, PaymentsConfig};
 use crate::common::ShopError;
 use crate::entry::{EntryActor, Handler};
+use tokio_util::task::TaskTracker;
 
 /// The payments entry actor.
 pub(crate) type PaymentsActor = EntryActor<PaymentsState>;
@@ -16,8 +20,33 @@ pub(crate) type PaymentsActor = EntryActor<PaymentsState>;
 /// What each request's task works with.
 #[derive(Debug, Clone)]
 pub(crate) struct PaymentsState {
+    pub(crate) tasks: TaskTracker,
     pub(crate) store: PaymentsStore,
     pub(crate) config: PaymentsConfig,
+    /// Charges and refunds of one order run one at a time (striped by
+    /// order id), so two concurrent charges never both reach the provider
+    /// and a refund never races a charge still at the provider.
+    pub(crate) locks: OrderLocks,
+}
+
+/// Lock stripes: bounded memory whatever the number of orders.
+const ORDER_LOCK_STRIPES: u64 = 64;
+
+/// Per-order mutual exclusion, striped.
+#[derive(Debug, Clone)]
+pub(crate) struct OrderLocks(Arc<[Mutex<()>]>);
+
+impl Default for OrderLocks {
+    fn default() -> Self {
+        Self((0..ORDER_LOCK_STRIPES).map(|_| Mutex::new(())).collect())
+    }
+}
+
+impl OrderLocks {
+    async fn lock(&self, order_id: u64) -> MutexGuard<'_, ()> {
+        let stripe = usize::try_from(order_id % ORDER_LOCK_STRIPES).unwrap_or_default();
+        self.0[stripe].lock().await
+    }
 }
 
 impl PaymentsState {
@@ -43,6 +72,10 @@ impl PaymentsState {
 }
 
 impl Handler for PaymentsState {
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
     type Service = Payments;
 
     async fn serve(&self, request: PaymentsRequest) -> Result<PaymentsResponse, ShopError> {
@@ -52,9 +85,12 @@ impl Handler for PaymentsState {
                 order_id,
                 amount_cents,
             } => {
+                let _order = self.locks.lock(order_id).await;
                 // A repeated charge returns the first one without asking the
-                // provider again: never two charges for one order.
+                // provider again: never two charges for one order. The
+                // record read may not be durable yet: sync before answering.
                 if let Some(existing) = self.store.get(order_id)? {
+                    self.store.sync().await?;
                     return Ok(PaymentsResponse::Payment(existing));
                 }
                 self.provider(amount_cents).await?;
@@ -63,7 +99,10 @@ impl Handler for PaymentsState {
                     .await
                     .map(PaymentsResponse::Payment)
             }
-            PaymentsRequest::Refund { order_id } => self.store.refund(order_id).await.map(found),
+            PaymentsRequest::Refund { order_id } => {
+                let _order = self.locks.lock(order_id).await;
+                self.store.refund(order_id).await.map(found)
+            }
             PaymentsRequest::Get { order_id } => self.store.get(order_id).map(found),
         }
     }

@@ -9,7 +9,7 @@ use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
 
 use crate::common::ShopError;
-use actor::{PaymentsActor, PaymentsState};
+use actor::{OrderLocks, PaymentsActor, PaymentsState};
 use messages::{PaymentsRequest, PaymentsResponse};
 use store::PaymentsStore;
 
@@ -27,7 +27,9 @@ pub struct PaymentsConfig {
 /// The payments service.
 #[derive(Debug)]
 pub struct Payments {
-    state: PaymentsState,
+    store: PaymentsStore,
+    config: PaymentsConfig,
+    locks: OrderLocks,
 }
 
 impl Payments {
@@ -37,10 +39,9 @@ impl Payments {
     /// A [`StoreError`] when the store's tables cannot be opened.
     pub fn new(store: Store, config: PaymentsConfig) -> Result<Self, StoreError> {
         Ok(Self {
-            state: PaymentsState {
-                store: PaymentsStore::open(store)?,
-                config,
-            },
+            store: PaymentsStore::open(store)?,
+            config,
+            locks: OrderLocks::default(),
         })
     }
 }
@@ -51,8 +52,13 @@ impl Service for Payments {
     type Response = PaymentsResponse;
     type Error = ShopError;
 
-    fn tree(&self, _ctx: &ServiceContext) -> ServiceTree<Self> {
-        let state = self.state.clone();
+    fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
+        let state = PaymentsState {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            locks: self.locks.clone(),
+            tasks: ctx.tasks.clone(),
+        };
         ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (PaymentsActor::new(), state.clone()))
     }

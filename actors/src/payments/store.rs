@@ -24,6 +24,11 @@ impl PaymentsStore {
         })
     }
 
+    /// Waits until every write applied so far is durable.
+    pub(crate) async fn sync(&self) -> Result<(), ShopError> {
+        Ok(self.store.sync().await?)
+    }
+
     pub(crate) fn get(&self, order_id: u64) -> Result<Option<Payment>, ShopError> {
         Ok(self.payments.get(&order_id)?)
     }

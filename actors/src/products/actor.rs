@@ -6,6 +6,7 @@ use super::store::ProductsStore;
 use crate::common::ShopError;
 use crate::entry::{EntryActor, Handler};
 use crate::relay::Kick;
+use tokio_util::task::TaskTracker;
 
 /// The products entry actor.
 pub(crate) type ProductsActor = EntryActor<ProductsState>;
@@ -13,11 +14,16 @@ pub(crate) type ProductsActor = EntryActor<ProductsState>;
 /// What each request's task works with.
 #[derive(Debug, Clone)]
 pub(crate) struct ProductsState {
+    pub(crate) tasks: TaskTracker,
     pub(crate) store: ProductsStore,
     pub(crate) kick: Kick,
 }
 
 impl Handler for ProductsState {
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
     type Service = Products;
 
     async fn serve(&self, request: ProductsRequest) -> Result<ProductsResponse, ShopError> {

@@ -43,6 +43,7 @@ impl Service for Products {
         let state = ProductsState {
             store: self.store.clone(),
             kick: self.kick.clone(),
+            tasks: ctx.tasks.clone(),
         };
         let tree = ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (ProductsActor::new(), state.clone()));

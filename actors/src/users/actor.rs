@@ -6,6 +6,7 @@ use super::store::UsersStore;
 use crate::common::ShopError;
 use crate::entry::{EntryActor, Handler};
 use crate::relay::Kick;
+use tokio_util::task::TaskTracker;
 
 /// The users entry actor.
 pub(crate) type UsersActor = EntryActor<UsersState>;
@@ -13,11 +14,16 @@ pub(crate) type UsersActor = EntryActor<UsersState>;
 /// What each request's task works with: the store and the relay's kick.
 #[derive(Debug, Clone)]
 pub(crate) struct UsersState {
+    pub(crate) tasks: TaskTracker,
     pub(crate) store: UsersStore,
     pub(crate) kick: Kick,
 }
 
 impl Handler for UsersState {
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
     type Service = Users;
 
     async fn serve(&self, request: UsersRequest) -> Result<UsersResponse, ShopError> {

@@ -43,6 +43,7 @@ impl Service for Users {
         let state = UsersState {
             store: self.store.clone(),
             kick: self.kick.clone(),
+            tasks: ctx.tasks.clone(),
         };
         let tree = ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (UsersActor::new(), state.clone()));
