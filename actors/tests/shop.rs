@@ -362,3 +362,28 @@ async fn after_a_restart_everything_is_there_and_a_pending_saga_finishes() {
     assert_eq!(stock(router, widget.id).await, 9);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_while_no_subscriber_runs_are_delivered_later_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    // A node with users only: user.created has no subscriber yet.
+    let store = bulwark_storage::Store::open(
+        dir.path().join("users"),
+        bulwark_storage::StoreConfig::default(),
+    )
+    .unwrap();
+    let node = Node::builder(NodeConfig::new("test"))
+        .service(Users::new(store).unwrap(), Default::default())
+        .start()
+        .await
+        .unwrap();
+    let gus = user(node.router(), "gus").await;
+    node.shutdown().await;
+
+    // The whole shop on the same data: the event left in the outbox reaches
+    // notifications, once.
+    let node = start(dir.path(), PaymentsConfig::default()).await;
+    let found = notified(node.router(), gus, "user.created").await;
+    assert_eq!(found.len(), 1);
+    node.shutdown().await;
+}
