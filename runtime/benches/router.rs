@@ -27,7 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Echo;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("never")]
 struct Never;
 

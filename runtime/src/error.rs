@@ -15,6 +15,12 @@ pub enum UnavailableReason {
     Restarting,
     /// The node is shutting down and takes no new messages.
     ShuttingDown,
+    /// The node that runs the service cannot be reached (its link is
+    /// closed: dead, partitioned, or restarting).
+    Unreachable,
+    /// The request or the answer could not cross the wire (it did not
+    /// encode or decode).
+    Codec,
 }
 
 impl fmt::Display for UnavailableReason {
@@ -24,6 +30,8 @@ impl fmt::Display for UnavailableReason {
             Self::Down => "the service is down",
             Self::Restarting => "the service did not finish restarting before the deadline",
             Self::ShuttingDown => "the node is shutting down",
+            Self::Unreachable => "the node running it is unreachable",
+            Self::Codec => "the message could not cross the wire",
         })
     }
 }

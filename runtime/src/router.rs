@@ -16,13 +16,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use futures::future::BoxFuture;
 use ractor::{ActorRef, MessagingErr};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::bulkhead::Bulkhead;
+use crate::cluster::codec;
+use crate::cluster::link::{Inbound, Link, LinkError, RemoteFailure};
 use crate::envelope::{CallContext, Envelope, MessageId};
-use crate::error::{CallError, CastError, UnavailableReason};
+use crate::error::{CallError, CastError, OverloadedBound, UnavailableReason};
 use crate::service::{Call, Cast, Reply, Service, ServiceConfig, ServiceMsg, Topic, TopicEvent};
 
 /// Whether a service can take messages.
@@ -200,10 +203,22 @@ struct Registered {
     erased: Arc<dyn AnySlot>,
 }
 
+/// Serves a call that arrived over a link: decodes the request, calls the
+/// local instance, encodes the answer.
+type RemoteHandler = Arc<
+    dyn Fn(CallContext, Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, RemoteFailure>>
+        + Send
+        + Sync,
+>;
+
 struct RouterInner {
     node: Arc<str>,
     call_timeout: Duration,
     services: DashMap<&'static str, Registered>,
+    /// How to serve each local service for remote callers.
+    handlers: DashMap<&'static str, RemoteHandler>,
+    /// Links to the nodes running services that have no local instance.
+    remotes: DashMap<String, Link>,
     topics: DashMap<&'static str, Vec<Arc<dyn AnySlot>>>,
     /// Set at shutdown: new messages are refused while in-flight ones drain.
     closed: AtomicBool,
@@ -255,6 +270,8 @@ impl Router {
                 node,
                 call_timeout,
                 services: DashMap::new(),
+                handlers: DashMap::new(),
+                remotes: DashMap::new(),
                 topics: DashMap::new(),
                 closed: AtomicBool::new(false),
             }),
@@ -274,6 +291,89 @@ impl Router {
         self.inner
             .services
             .insert(S::NAME, Registered { typed, erased });
+        // Weak: the handler lives inside the router it calls.
+        let router = Arc::downgrade(&self.inner);
+        let handler: RemoteHandler = Arc::new(move |context, payload| {
+            let router = router.clone();
+            Box::pin(async move {
+                let inner = router.upgrade().ok_or(RemoteFailure::Unavailable)?;
+                Router { inner }.serve_remote::<S>(context, &payload).await
+            })
+        });
+        self.inner.handlers.insert(S::NAME, handler);
+    }
+
+    /// Routes calls to `service` over `link` while the service has no local
+    /// instance: the caller's API does not change.
+    pub fn add_remote(&self, service: &str, link: Link) {
+        self.inner.remotes.insert(service.to_owned(), link);
+    }
+
+    /// Serves a call that arrived over a link, on the local instance only.
+    async fn serve_remote<S: Service>(
+        &self,
+        context: CallContext,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, RemoteFailure> {
+        let request: S::Request =
+            codec::decode("request", payload).map_err(|e| RemoteFailure::Decode(e.to_string()))?;
+        let slot = self.slot::<S>().map_err(|_| RemoteFailure::Unavailable)?;
+        match self.call_local::<S>(&slot, context, request, true).await {
+            Ok(response) => codec::encode("response", &response)
+                .map_err(|e| RemoteFailure::Decode(e.to_string())),
+            Err(CallError::Service { error, .. }) => Err(RemoteFailure::Service(
+                codec::encode("error", &error).map_err(|e| RemoteFailure::Decode(e.to_string()))?,
+            )),
+            Err(CallError::Timeout { .. }) => Err(RemoteFailure::Timeout),
+            Err(CallError::Overloaded { .. }) => Err(RemoteFailure::Overloaded),
+            Err(CallError::Restarted { .. }) => Err(RemoteFailure::Restarted),
+            Err(CallError::Unavailable { .. }) => Err(RemoteFailure::Unavailable),
+        }
+    }
+
+    /// A call to a service with no local instance, over its link.
+    async fn call_remote<S: Service>(
+        &self,
+        context: CallContext,
+        request: S::Request,
+    ) -> Result<S::Response, CallError<S::Error>> {
+        let service = S::NAME;
+        let unavailable = |reason| CallError::Unavailable { service, reason };
+        let link = self
+            .inner
+            .remotes
+            .get(service)
+            .map(|l| l.clone())
+            .ok_or(unavailable(UnavailableReason::NotRegistered))?;
+        let payload = codec::encode("request", &request)
+            .map_err(|_| unavailable(UnavailableReason::Codec))?;
+        let decoded = |bytes: &[u8]| {
+            codec::decode::<S::Response>("response", bytes)
+                .map_err(|_| unavailable(UnavailableReason::Codec))
+        };
+        match link.call(service, &context, payload).await {
+            Ok(bytes) => decoded(&bytes),
+            Err(LinkError::Closed { .. }) => Err(unavailable(UnavailableReason::Unreachable)),
+            Err(LinkError::Overloaded { .. }) => Err(CallError::Overloaded {
+                service,
+                bound: OverloadedBound::InFlight,
+            }),
+            Err(LinkError::Timeout { .. }) => Err(CallError::Timeout { service }),
+            Err(LinkError::Remote { failure, .. }) => Err(match failure {
+                RemoteFailure::Timeout => CallError::Timeout { service },
+                RemoteFailure::Overloaded => CallError::Overloaded {
+                    service,
+                    bound: OverloadedBound::InFlight,
+                },
+                RemoteFailure::Restarted => CallError::Restarted { service },
+                RemoteFailure::Service(bytes) => match codec::decode::<S::Error>("error", &bytes) {
+                    Ok(error) => CallError::Service { service, error },
+                    Err(_) => unavailable(UnavailableReason::Codec),
+                },
+                RemoteFailure::Decode(_) => unavailable(UnavailableReason::Codec),
+                _ => unavailable(UnavailableReason::Down),
+            }),
+        }
     }
 
     pub(crate) fn close(&self) {
@@ -387,10 +487,32 @@ impl Router {
         request: S::Request,
         check_deadline: bool,
     ) -> Result<S::Response, CallError<S::Error>> {
+        let slot = match self.slot::<S>() {
+            Ok(slot) => slot,
+            Err(UnavailableReason::NotRegistered) => {
+                return self.call_remote::<S>(context, request).await;
+            }
+            Err(reason) => {
+                return Err(CallError::Unavailable {
+                    service: S::NAME,
+                    reason,
+                });
+            }
+        };
+        self.call_local::<S>(&slot, context, request, check_deadline)
+            .await
+    }
+
+    async fn call_local<S: Service>(
+        &self,
+        slot: &Arc<ServiceSlot<S>>,
+        context: CallContext,
+        request: S::Request,
+        check_deadline: bool,
+    ) -> Result<S::Response, CallError<S::Error>> {
         let service = S::NAME;
         let unavailable = |reason| CallError::Unavailable { service, reason };
         let overloaded = |bound| CallError::Overloaded { service, bound };
-        let slot = self.slot::<S>().map_err(unavailable)?;
         let deadline = context.deadline;
         // An expired deadline is not worth sending (one clock read, skipped
         // for contexts made just now).
@@ -607,6 +729,25 @@ impl<T> Future for ReplyBefore<T> {
                     };
                 }
             }
+        }
+    }
+}
+
+impl Inbound for Router {
+    fn serve(
+        &self,
+        service: String,
+        context: CallContext,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, RemoteFailure>> {
+        let handler = self
+            .inner
+            .handlers
+            .get(service.as_str())
+            .map(|h| Arc::clone(&h));
+        match handler {
+            Some(handler) => handler(context, payload),
+            None => Box::pin(async { Err(RemoteFailure::Unavailable) }),
         }
     }
 }

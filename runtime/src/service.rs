@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use bulwark_supervisors::{ChildSpec, Restart, Strategy, SupervisorSpec};
 use ractor::Actor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,11 +28,12 @@ pub trait Service: Send + Sync + Sized + 'static {
     /// The service's name: its router key and the root of its actor paths.
     const NAME: &'static str;
     /// What callers send.
-    type Request: Send + 'static;
+    /// Serializable so that a remote node can send it (the wire codec).
+    type Request: Serialize + DeserializeOwned + Send + 'static;
     /// What the service answers.
-    type Response: Send + 'static;
+    type Response: Serialize + DeserializeOwned + Send + 'static;
     /// The service's own domain error.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: std::error::Error + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// Builds the tree: a root supervisor with its children, one of which is
     /// the entry actor that receives the service's messages. Called at every

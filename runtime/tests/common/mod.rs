@@ -19,7 +19,7 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub const NAMES: [&str; 3] = ["svc-0", "svc-1", "svc-2"];
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Req {
     Echo(u64),
     /// Waits in the handler until the test opens the gate.
@@ -31,7 +31,7 @@ pub enum Req {
     Fail,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[error("refused")]
 pub struct Refused;
 

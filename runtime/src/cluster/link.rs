@@ -1,0 +1,401 @@
+//! A node link: one authenticated connection to a peer node, carrying
+//! multiplexed calls (matched by request id) and heartbeats.
+//!
+//! A reader task decodes frames and dispatches them; a writer task owns the
+//! socket's write half and sends from a bounded queue, plus a heartbeat
+//! whenever it has been idle. A peer silent for [`PEER_SILENCE_MAX`] is
+//! taken for dead: the link closes and every call waiting on it fails at
+//! once with `Unavailable` instead of at its deadline. A frame that fails to
+//! decode closes the link (the stream can no longer be trusted); a payload
+//! that fails to decode is a typed error for that one call.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures::future::BoxFuture;
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::codec;
+use super::handshake::Transport;
+use crate::envelope::{CallContext, CorrelationId, TraceContext};
+
+/// A link sends a heartbeat when it has written nothing for this long.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// A peer that sent nothing (not even a heartbeat) for this long is dead:
+/// a few missed heartbeats, so a busy peer is not declared dead, while a
+/// dead one is noticed within seconds.
+pub const PEER_SILENCE_MAX: Duration = Duration::from_secs(2);
+/// Frames queued for the writer; past it, a call is refused with
+/// `Overloaded` rather than queued without bound.
+pub const OUTBOUND_FRAMES_MAX: usize = 4096;
+/// Inbound calls a link serves at once; past it, a call is answered
+/// `Overloaded` at once.
+pub const INBOUND_CALLS_MAX: usize = 2048;
+
+/// The call context as it crosses the wire: the deadline travels as the
+/// time remaining, since the nodes' clocks are not comparable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WireContext {
+    correlation: WireCorrelation,
+    trace: Option<([u8; 16], [u8; 8], u8)>,
+    remaining_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum WireCorrelation {
+    Generated(u128),
+    External(String),
+}
+
+impl WireContext {
+    fn from_context(ctx: &CallContext) -> Self {
+        Self {
+            correlation: match &ctx.correlation_id {
+                CorrelationId::Generated(id) => WireCorrelation::Generated(*id),
+                CorrelationId::External(text) => WireCorrelation::External(text.to_string()),
+            },
+            trace: ctx.trace.map(|t| (t.trace_id, t.parent_id, t.flags)),
+            remaining_ms: u64::try_from(ctx.remaining().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn into_context(self) -> CallContext {
+        let correlation_id = match self.correlation {
+            WireCorrelation::Generated(id) => CorrelationId::Generated(id),
+            WireCorrelation::External(text) => CorrelationId::external(&text),
+        };
+        CallContext {
+            correlation_id,
+            trace: self.trace.map(|(trace_id, parent_id, flags)| TraceContext {
+                trace_id,
+                parent_id,
+                flags,
+            }),
+            deadline: Instant::now() + Duration::from_millis(self.remaining_ms),
+        }
+    }
+}
+
+/// How a remote call failed, as the serving node saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RemoteFailure {
+    /// The deadline passed on the serving node.
+    Timeout,
+    /// The service's bulkhead (or the link's inbound bound) was full.
+    Overloaded,
+    /// The serving actor stopped before replying.
+    Restarted,
+    /// The service could not take the call there (not running on that node,
+    /// down, or the node is shutting down).
+    Unavailable,
+    /// The service's own error, encoded with the wire codec.
+    Service(Vec<u8>),
+    /// The request or reply did not decode.
+    Decode(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Frame {
+    Call {
+        id: u64,
+        service: String,
+        context: WireContext,
+        payload: Vec<u8>,
+    },
+    Reply {
+        id: u64,
+        outcome: Result<Vec<u8>, RemoteFailure>,
+    },
+    Heartbeat,
+}
+
+/// What serves the calls a link receives: the local router.
+pub trait Inbound: Send + Sync + 'static {
+    /// Serves one call to `service` with an encoded request; answers with
+    /// the encoded response or why it failed.
+    fn serve(
+        &self,
+        service: String,
+        context: CallContext,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, RemoteFailure>>;
+}
+
+/// Why a call over a link did not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The link is closed (peer dead, unreachable, or shutting down).
+    #[error("the link to {peer} is closed")]
+    Closed {
+        /// The peer node.
+        peer: String,
+    },
+    /// The link's outbound queue is full.
+    #[error("the link to {peer} is overloaded")]
+    Overloaded {
+        /// The peer node.
+        peer: String,
+    },
+    /// The deadline passed before the reply.
+    #[error("no reply from {peer} before the deadline")]
+    Timeout {
+        /// The peer node.
+        peer: String,
+    },
+    /// The serving node reported a failure.
+    #[error("{peer} answered with a failure: {failure:?}")]
+    Remote {
+        /// The peer node.
+        peer: String,
+        /// What it reported.
+        failure: RemoteFailure,
+    },
+}
+
+type Pending = DashMap<u64, oneshot::Sender<Result<Vec<u8>, RemoteFailure>>>;
+
+struct LinkInner {
+    peer: String,
+    /// Frames for the writer task; bounded so a slow peer pushes back.
+    outbound: mpsc::Sender<Frame>,
+    /// Calls waiting for a reply, by request id. Dropped (failing every
+    /// waiter) when the link closes.
+    pending: Arc<Pending>,
+    next_id: AtomicU64,
+    closed: CancellationToken,
+}
+
+/// A live link to one peer node. Cheap to clone; every clone is the same
+/// connection.
+#[derive(Clone)]
+pub struct Link {
+    inner: Arc<LinkInner>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.inner.peer)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Link {
+    /// Runs a link over an authenticated transport (after the handshake).
+    pub fn spawn<S>(transport: Transport<S>, peer: String, inbound: Arc<dyn Inbound>) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES_MAX);
+        let closed = CancellationToken::new();
+        let pending: Arc<Pending> = Arc::new(DashMap::new());
+        let link = Self {
+            inner: Arc::new(LinkInner {
+                peer,
+                outbound: tx,
+                pending: Arc::clone(&pending),
+                next_id: AtomicU64::new(1),
+                closed: closed.clone(),
+            }),
+        };
+        let (sink, stream) = transport.split();
+        tokio::spawn(write_loop(sink, rx, closed.clone()));
+        tokio::spawn(read_loop(
+            stream,
+            link.inner.outbound.clone(),
+            pending,
+            inbound,
+            closed,
+            link.inner.peer.clone(),
+        ));
+        link
+    }
+
+    /// The peer's node name.
+    #[must_use]
+    pub fn peer(&self) -> &str {
+        &self.inner.peer
+    }
+
+    /// Whether the link is closed.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// Closes the link; calls waiting on it fail at once.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+        self.inner.pending.clear();
+    }
+
+    /// Calls `service` on the peer with an encoded request, within
+    /// `context` (its deadline bounds the wait).
+    ///
+    /// # Errors
+    /// [`LinkError`] saying what happened.
+    pub async fn call(
+        &self,
+        service: &str,
+        context: &CallContext,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, LinkError> {
+        let peer = || self.inner.peer.clone();
+        if self.is_closed() {
+            return Err(LinkError::Closed { peer: peer() });
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.insert(id, tx);
+        let frame = Frame::Call {
+            id,
+            service: service.to_owned(),
+            context: WireContext::from_context(context),
+            payload,
+        };
+        if let Err(err) = self.inner.outbound.try_send(frame) {
+            self.inner.pending.remove(&id);
+            return Err(match err {
+                mpsc::error::TrySendError::Full(_) => LinkError::Overloaded { peer: peer() },
+                mpsc::error::TrySendError::Closed(_) => LinkError::Closed { peer: peer() },
+            });
+        }
+        // A close that raced the insert: the writer is gone.
+        if self.is_closed() {
+            self.inner.pending.remove(&id);
+            return Err(LinkError::Closed { peer: peer() });
+        }
+        match tokio::time::timeout_at(context.deadline, rx).await {
+            Ok(Ok(Ok(bytes))) => Ok(bytes),
+            Ok(Ok(Err(failure))) => Err(LinkError::Remote {
+                peer: peer(),
+                failure,
+            }),
+            Ok(Err(_)) => Err(LinkError::Closed { peer: peer() }),
+            Err(_) => {
+                self.inner.pending.remove(&id);
+                Err(LinkError::Timeout { peer: peer() })
+            }
+        }
+    }
+}
+
+async fn write_loop<S>(
+    mut sink: futures::stream::SplitSink<Transport<S>, bytes::Bytes>,
+    mut rx: mpsc::Receiver<Frame>,
+    closed: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite,
+{
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        let frame = tokio::select! {
+            () = closed.cancelled() => break,
+            frame = rx.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+            _ = heartbeat.tick() => Frame::Heartbeat,
+        };
+        let bytes = match codec::encode("frame", &frame) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                warn!(error = %err, "dropping a frame that does not encode");
+                continue;
+            }
+        };
+        if sink.send(bytes::Bytes::from(bytes)).await.is_err() {
+            break;
+        }
+        heartbeat.reset();
+    }
+    closed.cancel();
+    let _ = sink.close().await;
+}
+
+async fn read_loop<S>(
+    mut stream: futures::stream::SplitStream<Transport<S>>,
+    outbound: mpsc::Sender<Frame>,
+    pending: Arc<Pending>,
+    inbound: Arc<dyn Inbound>,
+    closed: CancellationToken,
+    peer: String,
+) where
+    S: AsyncRead + AsyncWrite,
+{
+    let serving = Arc::new(Semaphore::new(INBOUND_CALLS_MAX));
+    loop {
+        let next = tokio::select! {
+            () = closed.cancelled() => break,
+            next = tokio::time::timeout(PEER_SILENCE_MAX, stream.next()) => next,
+        };
+        let bytes = match next {
+            Err(_) => {
+                warn!(%peer, "peer silent past the limit; closing the link");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(err))) => {
+                warn!(%peer, error = %err, "link framing broken; closing");
+                break;
+            }
+            Ok(Some(Ok(bytes))) => bytes,
+        };
+        let frame = match codec::decode::<Frame>("frame", &bytes) {
+            Ok(frame) => frame,
+            Err(err) => {
+                warn!(%peer, error = %err, "undecodable frame; closing the link");
+                break;
+            }
+        };
+        match frame {
+            Frame::Heartbeat => {}
+            Frame::Reply { id, outcome } => {
+                if let Some((_, waiter)) = pending.remove(&id) {
+                    let _ = waiter.send(outcome);
+                } else {
+                    debug!(%peer, id, "late reply dropped");
+                }
+            }
+            Frame::Call {
+                id,
+                service,
+                context,
+                payload,
+            } => {
+                let Ok(permit) = Arc::clone(&serving).try_acquire_owned() else {
+                    let reply = Frame::Reply {
+                        id,
+                        outcome: Err(RemoteFailure::Overloaded),
+                    };
+                    let _ = outbound.try_send(reply);
+                    continue;
+                };
+                let inbound = Arc::clone(&inbound);
+                let outbound = outbound.clone();
+                tokio::spawn(async move {
+                    let outcome = inbound
+                        .serve(service, context.into_context(), payload)
+                        .await;
+                    drop(permit);
+                    let _ = outbound.send(Frame::Reply { id, outcome }).await;
+                });
+            }
+        }
+    }
+    closed.cancel();
+    // Every waiter fails now, not at its deadline.
+    pending.clear();
+}

@@ -1,0 +1,182 @@
+//! Location transparency over a node link: a node calls a service that runs
+//! on another node (two nodes in this process, a real TCP link on
+//! 127.0.0.1) with the same `call` API, and gets the same typed results —
+//! replies, domain errors, deadlines, correlation and trace context — and a
+//! fast `Unavailable` once the link is gone.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bulwark_runtime::cluster::handshake::Cookie;
+use bulwark_runtime::cluster::link::Link;
+use bulwark_runtime::cluster::{ConnectError, accept_links, connect};
+use bulwark_runtime::{
+    CallContext, CallError, CorrelationId, Node, ServiceConfig, TraceContext, UnavailableReason,
+};
+use common::{DEADLINE, Refused, Req, Shared, Svc};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+struct Pair {
+    a: Node,
+    b: Node,
+    shared_a: Shared,
+    link_at_b: Link,
+    links_at_a: Arc<Mutex<Vec<Link>>>,
+    stop: CancellationToken,
+}
+
+/// Node "a" runs svc-0 and listens; node "b" runs svc-1 and dials a.
+async fn pair(cookie_b: &str) -> Result<Pair, ConnectError> {
+    let shared_a = Shared::default();
+    let shared_b = Shared::default();
+    let a = Node::builder(bulwark_runtime::NodeConfig::new("a"))
+        .service(Svc::<0>::new(&shared_a), ServiceConfig::default())
+        .start()
+        .await
+        .unwrap();
+    let b = Node::builder(bulwark_runtime::NodeConfig::new("b"))
+        .service(Svc::<1>::new(&shared_b), ServiceConfig::default())
+        .start()
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let links_at_a = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&links_at_a);
+    tokio::spawn(accept_links(
+        listener,
+        "a".to_owned(),
+        Cookie::new("cluster-secret").unwrap(),
+        a.router().clone(),
+        Arc::new(move |link| sink.lock().unwrap().push(link)),
+        stop.clone(),
+    ));
+    let link_at_b = connect(addr, "b", &Cookie::new(cookie_b).unwrap(), b.router()).await?;
+    b.router().add_remote("svc-0", link_at_b.clone());
+    Ok(Pair {
+        a,
+        b,
+        shared_a,
+        link_at_b,
+        links_at_a,
+        stop,
+    })
+}
+
+#[tokio::test]
+async fn a_remote_service_answers_through_the_same_call_api() {
+    let p = pair("cluster-secret").await.unwrap();
+    assert_eq!(p.link_at_b.peer(), "a");
+    assert_eq!(p.b.router().call::<Svc<0>>(Req::Echo(41)).await, Ok(41));
+    assert_eq!(
+        p.b.router().call::<Svc<0>>(Req::Fail).await,
+        Err(CallError::Service {
+            service: "svc-0",
+            error: Refused
+        })
+    );
+    // It ran on a: a's handler saw it.
+    assert_eq!(p.shared_a.contexts.lock().unwrap().len(), 2);
+    p.stop.cancel();
+    p.b.shutdown().await;
+    p.a.shutdown().await;
+}
+
+#[tokio::test]
+async fn correlation_trace_and_the_remaining_deadline_cross_the_link() {
+    let p = pair("cluster-secret").await.unwrap();
+    let trace =
+        TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let ctx = CallContext::new(Duration::from_secs(20))
+        .with_correlation_id(CorrelationId::external("req-remote-1"))
+        .with_trace(trace);
+    let deadline = ctx.deadline;
+    assert_eq!(
+        p.b.router().call_with::<Svc<0>>(ctx, Req::Echo(1)).await,
+        Ok(1)
+    );
+    let (_, seen) = p.shared_a.contexts.lock().unwrap()[0].clone();
+    assert_eq!(seen.correlation_id.to_string(), "req-remote-1");
+    assert_eq!(seen.trace, Some(trace));
+    // Same process, same clock: the deadline arrives within the transit
+    // time (and the millisecond rounding) of the caller's.
+    assert!(seen.deadline <= deadline + Duration::from_millis(1));
+    assert!(deadline.duration_since(seen.deadline) < Duration::from_secs(5));
+    p.stop.cancel();
+    p.b.shutdown().await;
+    p.a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_remote_call_times_out_at_the_callers_deadline() {
+    let p = pair("cluster-secret").await.unwrap();
+    let ctx = CallContext::new(Duration::from_millis(200));
+    let result =
+        p.b.router()
+            .call_with::<Svc<0>>(ctx, Req::Sleep(Duration::from_secs(2)))
+            .await;
+    assert_eq!(result, Err(CallError::Timeout { service: "svc-0" }));
+    p.stop.cancel();
+    p.b.shutdown().await;
+    p.a.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_fail_fast_with_unreachable_once_the_link_is_gone() {
+    let p = pair("cluster-secret").await.unwrap();
+    // A call blocked on a's gate is in flight when a drops the link.
+    let router = p.b.router().clone();
+    let in_flight = tokio::spawn(async move {
+        let ctx = CallContext::new(Duration::from_secs(3600));
+        router.call_with::<Svc<0>>(ctx, Req::Block).await
+    });
+    common::eventually("a serves the call", || {
+        !p.shared_a.contexts.lock().unwrap().is_empty()
+    })
+    .await;
+    for link in p.links_at_a.lock().unwrap().iter() {
+        link.close();
+    }
+    let started = Instant::now();
+    let result = tokio::time::timeout(DEADLINE, in_flight)
+        .await
+        .expect("never hangs")
+        .unwrap();
+    assert_eq!(
+        result,
+        Err(CallError::Unavailable {
+            service: "svc-0",
+            reason: UnavailableReason::Unreachable
+        })
+    );
+    assert!(started.elapsed() < DEADLINE);
+    common::eventually("b sees the link closed", || p.link_at_b.is_closed()).await;
+    assert_eq!(
+        p.b.router().call::<Svc<0>>(Req::Echo(1)).await,
+        Err(CallError::Unavailable {
+            service: "svc-0",
+            reason: UnavailableReason::Unreachable
+        })
+    );
+    p.shared_a.open_gate();
+    p.stop.cancel();
+    p.b.shutdown().await;
+    p.a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_with_the_wrong_cookie_cannot_open_a_link() {
+    let result = pair("not-the-secret").await;
+    assert!(
+        matches!(result, Err(ConnectError::Handshake { .. })),
+        "{:?}",
+        result.err()
+    );
+}
