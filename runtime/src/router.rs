@@ -734,6 +734,27 @@ impl<T> Future for ReplyBefore<T> {
 }
 
 impl Inbound for Router {
+    fn services(&self) -> Vec<String> {
+        self.inner
+            .services
+            .iter()
+            .map(|r| (*r.key()).to_owned())
+            .collect()
+    }
+
+    fn announced(&self, link: &Link, services: Vec<String>) {
+        for service in services {
+            // A local instance always wins; the link is the way to the rest.
+            if !self.inner.services.contains_key(service.as_str()) {
+                self.inner.remotes.insert(service, link.clone());
+            }
+        }
+    }
+
+    // A closed link keeps its routes: calls to its services fail fast with
+    // `Unreachable` (not `NotRegistered`) until the peer's next link
+    // announces them again.
+
     fn serve(
         &self,
         service: String,

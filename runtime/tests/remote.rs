@@ -180,3 +180,77 @@ async fn a_node_with_the_wrong_cookie_cannot_open_a_link() {
         result.err()
     );
 }
+
+/// Polls `call` until it returns `Ok(expected)`.
+async fn until_ok<F, Fut>(what: &str, expected: u64, mut call: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, CallError<Refused>>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if call().await == Ok(expected) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn linked_nodes_route_to_each_other_by_announcement_and_a_dropped_link_is_redialed() {
+    let shared = Shared::default();
+    let a = Node::builder(bulwark_runtime::NodeConfig::new("a"))
+        .service(Svc::<0>::new(&shared), ServiceConfig::default())
+        .start()
+        .await
+        .unwrap();
+    let b = Node::builder(bulwark_runtime::NodeConfig::new("b"))
+        .service(Svc::<1>::new(&shared), ServiceConfig::default())
+        .start()
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let links_at_a = Arc::new(Mutex::new(Vec::<Link>::new()));
+    let sink = Arc::clone(&links_at_a);
+    let cookie = Cookie::new("cluster-secret").unwrap();
+    tokio::spawn(accept_links(
+        listener,
+        "a".to_owned(),
+        cookie.clone(),
+        a.router().clone(),
+        Arc::new(move |link| sink.lock().unwrap().push(link)),
+        stop.clone(),
+    ));
+    tokio::spawn(bulwark_runtime::cluster::maintain_link(
+        addr,
+        "b".to_owned(),
+        cookie,
+        b.router().clone(),
+        stop.clone(),
+    ));
+    // No manual routing: each side learned the other's services.
+    until_ok("b reaches svc-0 on a", 1, || {
+        b.router().call::<Svc<0>>(Req::Echo(1))
+    })
+    .await;
+    until_ok("a reaches svc-1 on b", 2, || {
+        a.router().call::<Svc<1>>(Req::Echo(2))
+    })
+    .await;
+
+    // a drops the link; b notices, re-dials, and routes again.
+    for link in links_at_a.lock().unwrap().iter() {
+        link.close();
+    }
+    until_ok("b reaches svc-0 again", 3, || {
+        b.router().call::<Svc<0>>(Req::Echo(3))
+    })
+    .await;
+    assert!(links_at_a.lock().unwrap().len() >= 2, "b dialed again");
+    stop.cancel();
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -117,10 +117,26 @@ enum Frame {
         outcome: Result<Vec<u8>, RemoteFailure>,
     },
     Heartbeat,
+    /// The services the sending node runs; sent first on every link, so
+    /// each side routes to the other without configuration.
+    Announce {
+        services: Vec<String>,
+    },
 }
 
 /// What serves the calls a link receives: the local router.
 pub trait Inbound: Send + Sync + 'static {
+    /// The local services to announce to the peer when a link opens.
+    fn services(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The peer announced the services it runs.
+    fn announced(&self, _link: &Link, _services: Vec<String>) {}
+
+    /// The link closed: forget what it routed.
+    fn closed(&self, _link: &Link) {}
+
     /// Serves one call to `service` with an encoded request; answers with
     /// the encoded response or why it failed.
     fn serve(
@@ -211,15 +227,12 @@ impl Link {
             }),
         };
         let (sink, stream) = transport.split();
-        tokio::spawn(write_loop(sink, rx, closed.clone()));
-        tokio::spawn(read_loop(
-            stream,
-            link.inner.outbound.clone(),
-            pending,
-            inbound,
-            closed,
-            link.inner.peer.clone(),
-        ));
+        // The queue is empty: the announcement is the first frame out.
+        let _ = link.inner.outbound.try_send(Frame::Announce {
+            services: inbound.services(),
+        });
+        tokio::spawn(write_loop(sink, rx, closed));
+        tokio::spawn(read_loop(stream, link.clone(), inbound));
         link
     }
 
@@ -239,6 +252,17 @@ impl Link {
     pub fn close(&self) {
         self.inner.closed.cancel();
         self.inner.pending.clear();
+    }
+
+    /// Resolves once the link is closed.
+    pub async fn wait_closed(&self) {
+        self.inner.closed.cancelled().await;
+    }
+
+    /// Whether `self` and `other` are the same connection.
+    #[must_use]
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Calls `service` on the peer with an encoded request, within
@@ -327,14 +351,15 @@ async fn write_loop<S>(
 
 async fn read_loop<S>(
     mut stream: futures::stream::SplitStream<Transport<S>>,
-    outbound: mpsc::Sender<Frame>,
-    pending: Arc<Pending>,
+    link: Link,
     inbound: Arc<dyn Inbound>,
-    closed: CancellationToken,
-    peer: String,
 ) where
     S: AsyncRead + AsyncWrite,
 {
+    let outbound = link.inner.outbound.clone();
+    let pending = Arc::clone(&link.inner.pending);
+    let closed = link.inner.closed.clone();
+    let peer = link.inner.peer.clone();
     let serving = Arc::new(Semaphore::new(INBOUND_CALLS_MAX));
     loop {
         let next = tokio::select! {
@@ -362,6 +387,7 @@ async fn read_loop<S>(
         };
         match frame {
             Frame::Heartbeat => {}
+            Frame::Announce { services } => inbound.announced(&link, services),
             Frame::Reply { id, outcome } => {
                 if let Some((_, waiter)) = pending.remove(&id) {
                     let _ = waiter.send(outcome);
@@ -398,4 +424,5 @@ async fn read_loop<S>(
     closed.cancel();
     // Every waiter fails now, not at its deadline.
     pending.clear();
+    inbound.closed(&link);
 }

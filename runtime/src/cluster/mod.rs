@@ -9,6 +9,7 @@ pub mod link;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -116,5 +117,44 @@ pub async fn accept_links(
                 Err(err) => warn!(%addr, error = %err, "node link refused"),
             }
         });
+    }
+}
+
+/// First delay before re-dialing a peer whose link closed or could not open.
+pub const REDIAL_DELAY_INITIAL: Duration = Duration::from_millis(100);
+/// Longest delay between re-dials.
+pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(5);
+
+/// Keeps a link to `addr` open until `stop` is cancelled: dials, and after
+/// the link closes (or a dial fails) dials again with exponential backoff.
+/// Each link announces `router`'s services and routes to the peer's.
+pub async fn maintain_link(
+    addr: SocketAddr,
+    me: String,
+    cookie: Cookie,
+    router: Router,
+    stop: CancellationToken,
+) {
+    let mut delay = REDIAL_DELAY_INITIAL;
+    while !stop.is_cancelled() {
+        match connect(addr, &me, &cookie, &router).await {
+            Ok(link) => {
+                delay = REDIAL_DELAY_INITIAL;
+                tokio::select! {
+                    () = link.wait_closed() => {}
+                    () = stop.cancelled() => {
+                        link.close();
+                        return;
+                    }
+                }
+                debug!(%addr, "link closed; re-dialing");
+            }
+            Err(err) => warn!(%addr, error = %err, "cannot open node link; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
+        }
+        delay = (delay * 2).min(REDIAL_DELAY_MAX);
     }
 }
