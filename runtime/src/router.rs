@@ -23,10 +23,12 @@ use tokio::time::Instant;
 
 use crate::bulkhead::Bulkhead;
 use crate::cluster::codec;
-use crate::cluster::link::{Inbound, Link, LinkError, RemoteFailure};
+use crate::cluster::link::{Announcement, Inbound, Link, LinkError, RemoteFailure};
 use crate::envelope::{CallContext, Envelope, MessageId};
 use crate::error::{CallError, CastError, OverloadedBound, UnavailableReason};
-use crate::service::{Call, Cast, Reply, Service, ServiceConfig, ServiceMsg, Topic, TopicEvent};
+use crate::service::{
+    Call, Cast, EventPayload, Reply, Service, ServiceConfig, ServiceMsg, Topic, TopicEvent,
+};
 
 /// Whether a service can take messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,8 +146,8 @@ trait AnySlot: Send + Sync {
     fn load(&self) -> ServiceLoad;
     fn deliver_event(
         &self,
-        topic: &'static str,
-        envelope: Envelope<Arc<dyn Any + Send + Sync>>,
+        topic: Arc<str>,
+        envelope: Envelope<EventPayload>,
         ack: Option<oneshot::Sender<()>>,
     ) -> Result<(), CastError>;
 }
@@ -171,8 +173,8 @@ impl<S: Service> AnySlot for ServiceSlot<S> {
 
     fn deliver_event(
         &self,
-        topic: &'static str,
-        envelope: Envelope<Arc<dyn Any + Send + Sync>>,
+        topic: Arc<str>,
+        envelope: Envelope<EventPayload>,
         ack: Option<oneshot::Sender<()>>,
     ) -> Result<(), CastError> {
         let mailbox = self
@@ -219,6 +221,8 @@ struct RouterInner {
     handlers: DashMap<&'static str, RemoteHandler>,
     /// Links to the nodes running services that have no local instance.
     remotes: DashMap<String, Link>,
+    /// Links to the nodes with subscribers of each topic.
+    remote_topics: DashMap<String, Vec<Link>>,
     topics: DashMap<&'static str, Vec<Arc<dyn AnySlot>>>,
     /// Set at shutdown: new messages are refused while in-flight ones drain.
     closed: AtomicBool,
@@ -272,6 +276,7 @@ impl Router {
                 services: DashMap::new(),
                 handlers: DashMap::new(),
                 remotes: DashMap::new(),
+                remote_topics: DashMap::new(),
                 topics: DashMap::new(),
                 closed: AtomicBool::new(false),
             }),
@@ -585,7 +590,8 @@ impl Router {
         self.publish_with::<T>(&self.context(), event)
     }
 
-    /// Publishes within `context`. In-process delivery is at most once per
+    /// Publishes within `context` to this node's subscribers (a confirmed
+    /// publish also reaches other nodes'). Delivery is at most once per
     /// subscriber: a subscriber that is overloaded or restarting misses the
     /// event, and the result says which did. Effects that must not be lost
     /// go through a store's outbox, which retries until confirmed.
@@ -594,19 +600,10 @@ impl Router {
         if self.inner.closed.load(Ordering::Acquire) {
             return published;
         }
-        let Some(subscribers) = self.inner.topics.get(T::NAME).map(|s| s.clone()) else {
-            return published;
-        };
         let payload: Arc<dyn Any + Send + Sync> = Arc::new(event);
-        let id = MessageId::next();
-        for subscriber in subscribers {
-            let envelope = Envelope {
-                id,
-                context: context.clone(),
-                sender_node: Arc::clone(&self.inner.node),
-                payload: Arc::clone(&payload),
-            };
-            match subscriber.deliver_event(T::NAME, envelope, None) {
+        let topic: Arc<str> = Arc::from(T::NAME);
+        for (subscriber, envelope) in self.local_deliveries(&topic, context, &payload) {
+            match subscriber.deliver_event(Arc::clone(&topic), envelope, None) {
                 Ok(()) => published.delivered += 1,
                 Err(err) => {
                     tracing::warn!(topic = T::NAME, error = %err, "event not delivered");
@@ -615,6 +612,35 @@ impl Router {
             }
         }
         published
+    }
+
+    /// The local subscribers of `topic`, each with its envelope of the one
+    /// shared event.
+    fn local_deliveries(
+        &self,
+        topic: &str,
+        context: &CallContext,
+        payload: &Arc<dyn Any + Send + Sync>,
+    ) -> Vec<(Arc<dyn AnySlot>, Envelope<EventPayload>)> {
+        let subscribers = self
+            .inner
+            .topics
+            .get(topic)
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let id = MessageId::next();
+        subscribers
+            .into_iter()
+            .map(|subscriber| {
+                let envelope = Envelope {
+                    id,
+                    context: context.clone(),
+                    sender_node: Arc::clone(&self.inner.node),
+                    payload: EventPayload::Local(Arc::clone(payload)),
+                };
+                (subscriber, envelope)
+            })
+            .collect()
     }
 
     /// Publishes within `context` and waits until every subscriber has
@@ -636,38 +662,78 @@ impl Router {
                 reason: UnavailableReason::ShuttingDown,
             }]));
         }
-        let Some(subscribers) = self.inner.topics.get(T::NAME).map(|s| s.clone()) else {
-            return Ok(0);
+        let remotes: Vec<Link> = self
+            .inner
+            .remote_topics
+            .get(T::NAME)
+            .map(|links| links.clone())
+            .unwrap_or_default();
+        let encoded = if remotes.is_empty() {
+            None
+        } else {
+            Some(codec::encode("event", &event).map_err(|_| PublishError::Unconfirmed)?)
         };
         let payload: Arc<dyn Any + Send + Sync> = Arc::new(event);
-        let id = MessageId::next();
-        let mut acks = Vec::with_capacity(subscribers.len());
-        let mut refused = Vec::new();
-        for subscriber in subscribers {
-            let envelope = Envelope {
-                id,
-                context: context.clone(),
-                sender_node: Arc::clone(&self.inner.node),
-                payload: Arc::clone(&payload),
-            };
-            let (tx, rx) = oneshot::channel();
-            match subscriber.deliver_event(T::NAME, envelope, Some(tx)) {
-                Ok(()) => acks.push(rx),
-                Err(err) => refused.push(err),
-            }
-        }
-        if !refused.is_empty() {
-            return Err(PublishError::Refused(refused));
-        }
-        let count = acks.len();
-        for ack in acks {
-            match tokio::time::timeout_at(context.deadline, ack).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(PublishError::Unconfirmed),
-                Err(_) => return Err(PublishError::Timeout),
+        let topic: Arc<str> = Arc::from(T::NAME);
+        let deliveries = self.local_deliveries(&topic, context, &payload);
+        let mut count = deliver_confirmed(&topic, deliveries, context).await?;
+        if let Some(bytes) = encoded {
+            let service = format!("{TOPIC_PREFIX}{}", T::NAME);
+            let calls = remotes
+                .iter()
+                .map(|link| link.call(&service, context, bytes.clone()));
+            for result in futures::future::join_all(calls).await {
+                let delivered = match result {
+                    Ok(reply) => codec::decode::<u64>("event count", &reply)
+                        .map_err(|_| PublishError::Unconfirmed)?,
+                    Err(LinkError::Timeout { .. }) => return Err(PublishError::Timeout),
+                    Err(_) => return Err(PublishError::Unconfirmed),
+                };
+                count += usize::try_from(delivered).unwrap_or(usize::MAX);
             }
         }
         Ok(count)
+    }
+
+    /// Delivers an event that arrived over a link to this node's own
+    /// subscribers and waits for their acks: the remote half of
+    /// `publish_confirmed`. Answers with how many confirmed it.
+    async fn serve_remote_event(
+        &self,
+        topic: &str,
+        context: CallContext,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, RemoteFailure> {
+        let topic: Arc<str> = Arc::from(topic);
+        let bytes: Arc<[u8]> = Arc::from(payload);
+        let subscribers = self
+            .inner
+            .topics
+            .get(&*topic)
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let id = MessageId::next();
+        let deliveries = subscribers
+            .into_iter()
+            .map(|subscriber| {
+                let envelope = Envelope {
+                    id,
+                    context: context.clone(),
+                    sender_node: Arc::clone(&self.inner.node),
+                    payload: EventPayload::Remote {
+                        bytes: Arc::clone(&bytes),
+                        decoded: None,
+                    },
+                };
+                (subscriber, envelope)
+            })
+            .collect();
+        match deliver_confirmed(&topic, deliveries, &context).await {
+            Ok(count) => codec::encode("event count", &(count as u64))
+                .map_err(|e| RemoteFailure::Decode(e.to_string())),
+            Err(PublishError::Timeout) => Err(RemoteFailure::Timeout),
+            Err(_) => Err(RemoteFailure::Unavailable),
+        }
     }
 
     /// Total calls in flight across services (used to drain at shutdown).
@@ -734,20 +800,35 @@ impl<T> Future for ReplyBefore<T> {
 }
 
 impl Inbound for Router {
-    fn services(&self) -> Vec<String> {
-        self.inner
-            .services
-            .iter()
-            .map(|r| (*r.key()).to_owned())
-            .collect()
+    fn announcement(&self) -> Announcement {
+        Announcement {
+            services: self
+                .inner
+                .services
+                .iter()
+                .map(|r| (*r.key()).to_owned())
+                .collect(),
+            topics: self
+                .inner
+                .topics
+                .iter()
+                .map(|t| (*t.key()).to_owned())
+                .collect(),
+        }
     }
 
-    fn announced(&self, link: &Link, services: Vec<String>) {
-        for service in services {
+    fn announced(&self, link: &Link, announcement: Announcement) {
+        for service in announcement.services {
             // A local instance always wins; the link is the way to the rest.
             if !self.inner.services.contains_key(service.as_str()) {
                 self.inner.remotes.insert(service, link.clone());
             }
+        }
+        for topic in announcement.topics {
+            let mut links = self.inner.remote_topics.entry(topic).or_default();
+            // One link per peer: a new link replaces the peer's old one.
+            links.retain(|l| l.peer() != link.peer());
+            links.push(link.clone());
         }
     }
 
@@ -761,6 +842,13 @@ impl Inbound for Router {
         context: CallContext,
         payload: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteFailure>> {
+        if let Some(topic) = service.strip_prefix(TOPIC_PREFIX) {
+            let router = self.clone();
+            let topic = topic.to_owned();
+            return Box::pin(
+                async move { router.serve_remote_event(&topic, context, payload).await },
+            );
+        }
         let handler = self
             .inner
             .handlers
@@ -772,3 +860,37 @@ impl Inbound for Router {
         }
     }
 }
+
+/// Enqueues each delivery with an ack port, then waits for every ack until
+/// the context's deadline.
+async fn deliver_confirmed(
+    topic: &Arc<str>,
+    deliveries: Vec<(Arc<dyn AnySlot>, Envelope<EventPayload>)>,
+    context: &CallContext,
+) -> Result<usize, PublishError> {
+    let mut acks = Vec::with_capacity(deliveries.len());
+    let mut refused = Vec::new();
+    for (subscriber, envelope) in deliveries {
+        let (tx, rx) = oneshot::channel();
+        match subscriber.deliver_event(Arc::clone(topic), envelope, Some(tx)) {
+            Ok(()) => acks.push(rx),
+            Err(err) => refused.push(err),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(PublishError::Refused(refused));
+    }
+    let count = acks.len();
+    for ack in acks {
+        match tokio::time::timeout_at(context.deadline, ack).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(PublishError::Unconfirmed),
+            Err(_) => return Err(PublishError::Timeout),
+        }
+    }
+    Ok(count)
+}
+
+/// Calls whose "service" starts with this carry a topic event to the
+/// peer's subscribers (no service name starts with `@`).
+const TOPIC_PREFIX: &str = "@topic/";

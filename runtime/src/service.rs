@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bulkhead::MailboxPermit;
-use crate::envelope::Envelope;
+use crate::cluster::codec;
+use crate::envelope::{CallContext, Envelope, MessageId};
 use crate::router::{Router, ServiceSlot};
 
 /// A service: a name, a typed request/response API, and the supervision
@@ -51,8 +52,9 @@ pub trait Service: Send + Sync + Sized + 'static {
 pub trait Topic: 'static {
     /// The topic's name.
     const NAME: &'static str;
-    /// The event type; events are shared between subscribers, not copied.
-    type Event: Send + Sync + 'static;
+    /// The event type; events are shared between local subscribers, not
+    /// copied, and encoded once for each remote node that subscribes.
+    type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
 }
 
 /// What a service's tree is built with.
@@ -196,10 +198,20 @@ impl<S: Service> fmt::Debug for Cast<S> {
     }
 }
 
+/// An event's payload: shared as is within the node, or still encoded
+/// when it came from another node (decoded on first access).
+pub(crate) enum EventPayload {
+    Local(Arc<dyn Any + Send + Sync>),
+    Remote {
+        bytes: Arc<[u8]>,
+        decoded: Option<Box<dyn Any + Send + Sync>>,
+    },
+}
+
 /// An event delivered from a topic.
 pub struct TopicEvent {
-    pub(crate) topic: &'static str,
-    pub(crate) envelope: Envelope<Arc<dyn Any + Send + Sync>>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) envelope: Envelope<EventPayload>,
     pub(crate) mailbox: MailboxPermit,
     /// Present when the publisher waits for confirmation
     /// ([`crate::Router::publish_confirmed`]).
@@ -209,25 +221,46 @@ pub struct TopicEvent {
 impl TopicEvent {
     /// The topic's name.
     #[must_use]
-    pub fn topic(&self) -> &'static str {
-        self.topic
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
-    /// The event's envelope metadata (ids, correlation, trace).
+    /// The event's id.
     #[must_use]
-    pub fn envelope(&self) -> &Envelope<Arc<dyn Any + Send + Sync>> {
-        &self.envelope
+    pub fn id(&self) -> MessageId {
+        self.envelope.id
     }
 
-    /// The event, if it was published on topic `T`. This frees its place
-    /// in the mailbox bound.
+    /// The publisher's context (correlation id, trace context, deadline).
+    #[must_use]
+    pub fn context(&self) -> &CallContext {
+        &self.envelope.context
+    }
+
+    /// The node that published it.
+    #[must_use]
+    pub fn sender_node(&self) -> &str {
+        &self.envelope.sender_node
+    }
+
+    /// The event, if it was published on topic `T` (and, from another node,
+    /// decodes as `T::Event`). This frees its place in the mailbox bound.
     #[must_use]
     pub fn get<T: Topic>(&mut self) -> Option<&T::Event> {
         self.mailbox.release();
-        if self.topic != T::NAME {
+        if &*self.topic != T::NAME {
             return None;
         }
-        self.envelope.payload.downcast_ref::<T::Event>()
+        match &mut self.envelope.payload {
+            EventPayload::Local(event) => event.downcast_ref::<T::Event>(),
+            EventPayload::Remote { bytes, decoded } => {
+                if decoded.is_none() {
+                    let event: T::Event = codec::decode("event", bytes).ok()?;
+                    *decoded = Some(Box::new(event));
+                }
+                decoded.as_ref()?.downcast_ref::<T::Event>()
+            }
+        }
     }
 
     /// Confirms the event is applied (durably, if the subscriber stores

@@ -254,3 +254,47 @@ async fn linked_nodes_route_to_each_other_by_announcement_and_a_dropped_link_is_
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_confirmed_event_reaches_subscribers_on_both_nodes_and_waits_for_their_acks() {
+    let p = pair("cluster-secret").await.unwrap();
+    // b learned that a subscribes to "greetings" from a's announcement.
+    let ctx = p.b.router().context();
+    let deadline = Instant::now() + DEADLINE;
+    let delivered = loop {
+        match p
+            .b
+            .router()
+            .publish_confirmed::<common::Greetings>(&ctx, "hello".to_owned())
+            .await
+        {
+            Ok(2) => break 2,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "never reached both nodes: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(delivered, 2, "svc-1 here and svc-0 on a");
+    assert!(
+        p.shared_a
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(n, text)| *n == 0 && text == "hello"),
+        "a's subscriber applied it before the publish returned"
+    );
+    // An event a remote subscriber drops unacknowledged is not confirmed.
+    let unconfirmed =
+        p.b.router()
+            .publish_confirmed::<common::Greetings>(&ctx, "unconfirmed".to_owned())
+            .await;
+    assert!(unconfirmed.is_err(), "{unconfirmed:?}");
+    p.stop.cancel();
+    p.b.shutdown().await;
+    p.a.shutdown().await;
+}

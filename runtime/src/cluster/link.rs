@@ -117,22 +117,29 @@ enum Frame {
         outcome: Result<Vec<u8>, RemoteFailure>,
     },
     Heartbeat,
-    /// The services the sending node runs; sent first on every link, so
-    /// each side routes to the other without configuration.
-    Announce {
-        services: Vec<String>,
-    },
+    /// What the sending node runs and subscribes to; sent first on every
+    /// link, so each side routes to the other without configuration.
+    Announce(Announcement),
+}
+
+/// What a node tells a peer when a link opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The services it runs.
+    pub services: Vec<String>,
+    /// The topics it has subscribers for.
+    pub topics: Vec<String>,
 }
 
 /// What serves the calls a link receives: the local router.
 pub trait Inbound: Send + Sync + 'static {
-    /// The local services to announce to the peer when a link opens.
-    fn services(&self) -> Vec<String> {
-        Vec::new()
+    /// What to announce to the peer when a link opens.
+    fn announcement(&self) -> Announcement {
+        Announcement::default()
     }
 
-    /// The peer announced the services it runs.
-    fn announced(&self, _link: &Link, _services: Vec<String>) {}
+    /// The peer announced what it runs and subscribes to.
+    fn announced(&self, _link: &Link, _announcement: Announcement) {}
 
     /// The link closed: forget what it routed.
     fn closed(&self, _link: &Link) {}
@@ -228,9 +235,10 @@ impl Link {
         };
         let (sink, stream) = transport.split();
         // The queue is empty: the announcement is the first frame out.
-        let _ = link.inner.outbound.try_send(Frame::Announce {
-            services: inbound.services(),
-        });
+        let _ = link
+            .inner
+            .outbound
+            .try_send(Frame::Announce(inbound.announcement()));
         tokio::spawn(write_loop(sink, rx, closed));
         tokio::spawn(read_loop(stream, link.clone(), inbound));
         link
@@ -387,7 +395,7 @@ async fn read_loop<S>(
         };
         match frame {
             Frame::Heartbeat => {}
-            Frame::Announce { services } => inbound.announced(&link, services),
+            Frame::Announce(announcement) => inbound.announced(&link, announcement),
             Frame::Reply { id, outcome } => {
                 if let Some((_, waiter)) = pending.remove(&id) {
                     let _ = waiter.send(outcome);
