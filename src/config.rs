@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bulwark_actors::PaymentsConfig;
+use bulwark_actors::{PaymentsConfig, ShopService};
 use bulwark_http::{EdgeConfig, Price};
 use clap::{Args, Parser, Subcommand};
 
@@ -108,6 +108,18 @@ pub struct ServeArgs {
     /// Simulated payment provider latency.
     #[arg(long, value_name = "MS")]
     pub payments_latency_ms: Option<String>,
+    /// Node-link listen address: makes this node a cluster member.
+    #[arg(long, value_name = "ADDR")]
+    pub cluster: Option<String>,
+    /// Seed nodes' node-link addresses, comma-separated.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
+    pub join: Option<String>,
+    /// The cluster's shared secret (required in a cluster).
+    #[arg(long, value_name = "SECRET")]
+    pub cookie: Option<String>,
+    /// The services this node runs, comma-separated (default: all five).
+    #[arg(long, value_name = "LIST")]
+    pub services: Option<String>,
 }
 
 /// Everything the application needs to start.
@@ -125,6 +137,32 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Bound on each phase of the node's shutdown.
     pub shutdown_timeout: Duration,
+    /// Where this node accepts node links; `None` outside a cluster.
+    pub cluster_addr: Option<SocketAddr>,
+    /// Seed nodes to dial.
+    pub join: Vec<SocketAddr>,
+    /// The cluster's shared secret.
+    pub cookie: Option<Secret>,
+    /// The services this node runs.
+    pub services: Vec<ShopService>,
+}
+
+/// A secret setting: compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's text.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl Default for Config {
@@ -136,6 +174,10 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             payments: PaymentsConfig::default(),
             shutdown_timeout: SHUTDOWN_TIMEOUT_DEFAULT,
+            cluster_addr: None,
+            join: Vec::new(),
+            cookie: None,
+            services: ShopService::ALL.to_vec(),
         }
     }
 }
@@ -196,6 +238,10 @@ enum Setting {
     PaymentsDeclineOver,
     PaymentsFailureRate,
     PaymentsLatencyMs,
+    ClusterAddr,
+    Join,
+    Cookie,
+    Services,
 }
 
 /// A setting's names in each source.
@@ -220,7 +266,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 13] = [
+pub const KEYS: [Key; 17] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -289,6 +335,25 @@ pub const KEYS: [Key; 13] = [
         "BULWARK_PAYMENTS_LATENCY_MS",
         "--payments-latency-ms",
     ),
+    key(
+        Setting::ClusterAddr,
+        "cluster.addr",
+        "BULWARK_CLUSTER",
+        "--cluster",
+    ),
+    key(Setting::Join, "cluster.join", "BULWARK_JOIN", "--join"),
+    key(
+        Setting::Cookie,
+        "cluster.cookie",
+        "BULWARK_COOKIE",
+        "--cookie",
+    ),
+    key(
+        Setting::Services,
+        "services",
+        "BULWARK_SERVICES",
+        "--services",
+    ),
 ];
 
 /// `BULWARK_*` variables read elsewhere (by the binary's logging set-up),
@@ -313,32 +378,41 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut config = Self::default();
+        let mut sources = Sources::default();
         if let Some(file) = &args.config {
-            config.apply_toml_file(file)?;
+            config.apply_toml_file(file, &mut sources)?;
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
         for key in &KEYS {
             if let Some((_, value)) = env.iter().find(|(name, _)| name == key.env) {
                 config.apply(key.setting, key.env, value)?;
+                sources.set(key.setting, key.env);
             }
         }
         for (key, value) in flags(args) {
             if let Some(value) = value {
                 config.apply(key.setting, key.flag, value)?;
+                sources.set(key.setting, key.flag);
             }
         }
+        config.check(&sources)?;
         Ok(config)
     }
 
-    fn apply_toml_file(&mut self, file: &Path) -> Result<(), ConfigError> {
+    fn apply_toml_file(&mut self, file: &Path, sources: &mut Sources) -> Result<(), ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             file: file.to_owned(),
             source,
         })?;
-        self.apply_toml(file, &text)
+        self.apply_toml(file, &text, sources)
     }
 
-    fn apply_toml(&mut self, file: &Path, text: &str) -> Result<(), ConfigError> {
+    fn apply_toml(
+        &mut self,
+        file: &Path,
+        text: &str,
+        sources: &mut Sources,
+    ) -> Result<(), ConfigError> {
         let table: toml::Table =
             text.parse()
                 .map_err(|err: toml::de::Error| ConfigError::Syntax {
@@ -359,6 +433,18 @@ impl Config {
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
+                // Lists (`join`, `services`) may be TOML arrays of strings.
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => Ok(s.as_str()),
+                        _ => Err(ConfigError::Invalid {
+                            key: name.clone(),
+                            message: "expected an array of strings".to_owned(),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
                 _ => {
                     return Err(ConfigError::Invalid {
                         key: name,
@@ -367,6 +453,7 @@ impl Config {
                 }
             };
             self.apply(key.setting, key.toml, &text)?;
+            sources.set(key.setting, key.toml);
         }
         Ok(())
     }
@@ -451,13 +538,79 @@ impl Config {
                 }
                 self.payments.latency_ms = latency;
             }
+            Setting::ClusterAddr => {
+                self.cluster_addr = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid(format!("invalid socket address {value:?}")))?,
+                );
+            }
+            Setting::Join => {
+                self.join = list(value)
+                    .map(|addr| {
+                        addr.parse()
+                            .map_err(|_| invalid(format!("invalid socket address {addr:?}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            Setting::Cookie => {
+                if value.is_empty() {
+                    return Err(invalid("must not be empty".to_owned()));
+                }
+                self.cookie = Some(Secret(value.to_owned()));
+            }
+            Setting::Services => {
+                let mut services = Vec::new();
+                for name in list(value) {
+                    let service = ShopService::from_name(name).ok_or_else(|| {
+                        invalid(format!(
+                            "unknown service {name:?}; the services are {}",
+                            ShopService::ALL.map(ShopService::name).join(", ")
+                        ))
+                    })?;
+                    if services.contains(&service) {
+                        return Err(invalid(format!("{name:?} is listed twice")));
+                    }
+                    services.push(service);
+                }
+                if services.is_empty() {
+                    return Err(invalid("lists no service".to_owned()));
+                }
+                self.services = services;
+            }
         }
         Ok(())
+    }
+
+    /// Checks the settings against each other once every source is in.
+    fn check(&self, sources: &Sources) -> Result<(), ConfigError> {
+        let clustered = self.cluster_addr.is_some() || !self.join.is_empty();
+        if clustered && self.cookie.is_none() {
+            return Err(ConfigError::Invalid {
+                key: sources.name(Setting::Cookie),
+                message: "required when the node joins a cluster (--cluster or --join)".to_owned(),
+            });
+        }
+        if !clustered && self.services.len() != ShopService::ALL.len() {
+            return Err(ConfigError::Invalid {
+                key: sources.name(Setting::Services),
+                message: "a node outside a cluster must run every service; \
+                          set --cluster to run a share of them"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether this node is a cluster member.
+    #[must_use]
+    pub fn is_clustered(&self) -> bool {
+        self.cluster_addr.is_some() || !self.join.is_empty()
     }
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 13] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 17] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -476,9 +629,41 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 13] {
             Setting::PaymentsDeclineOver => value(&args.payments_decline_over),
             Setting::PaymentsFailureRate => value(&args.payments_failure_rate),
             Setting::PaymentsLatencyMs => value(&args.payments_latency_ms),
+            Setting::ClusterAddr => value(&args.cluster),
+            Setting::Join => value(&args.join),
+            Setting::Cookie => value(&args.cookie),
+            Setting::Services => value(&args.services),
         };
         (key, v)
     })
+}
+
+/// Which source last set each setting, so a check across settings names
+/// the key as the user wrote it.
+#[derive(Debug, Default)]
+struct Sources(Vec<(Setting, &'static str)>);
+
+impl Sources {
+    fn set(&mut self, setting: Setting, name: &'static str) {
+        self.0.retain(|(s, _)| *s != setting);
+        self.0.push((setting, name));
+    }
+
+    /// The name that set `setting`, or its flag when no source did.
+    fn name(&self, setting: Setting) -> String {
+        self.0
+            .iter()
+            .find(|(s, _)| *s == setting)
+            .map(|(_, name)| *name)
+            .or_else(|| KEYS.iter().find(|k| k.setting == setting).map(|k| k.flag))
+            .unwrap_or("?")
+            .to_owned()
+    }
+}
+
+/// The items of a comma-separated list, trimmed; empty items skipped.
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut Vec<(String, &'a toml::Value)>) {
@@ -611,7 +796,11 @@ mod tests {
     fn an_unknown_toml_key_is_refused_naming_it() {
         let mut config = Config::default();
         let err = config
-            .apply_toml(Path::new("b.toml"), "[http]\nadress = \"x\"\n")
+            .apply_toml(
+                Path::new("b.toml"),
+                "[http]\nadress = \"x\"\n",
+                &mut Sources::default(),
+            )
             .unwrap_err();
         assert_eq!(err.to_string(), "b.toml: unknown key `http.adress`");
     }
@@ -652,6 +841,71 @@ mod tests {
         assert!(
             err.to_string().starts_with("--concurrency-limit: "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn cluster_settings_are_read_from_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bulwark.toml");
+        std::fs::write(
+            &file,
+            "services = [\"users\", \"orders\"]\n[cluster]\naddr = \"127.0.0.1:7001\"\n\
+             join = [\"127.0.0.1:7002\", \"127.0.0.1:7003\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&args, env(&[("BULWARK_COOKIE", "s3cret")])).unwrap();
+        assert!(config.is_clustered());
+        assert_eq!(config.cluster_addr, Some("127.0.0.1:7001".parse().unwrap()));
+        assert_eq!(config.join.len(), 2);
+        assert_eq!(config.services, [ShopService::Users, ShopService::Orders]);
+        assert_eq!(config.cookie.as_ref().map(Secret::expose), Some("s3cret"));
+        assert_eq!(format!("{:?}", config.cookie), "Some(Secret(<redacted>))");
+        let args = ServeArgs {
+            join: Some("127.0.0.1:1, 127.0.0.1:2".to_owned()),
+            cookie: Some("c".to_owned()),
+            services: Some("products".to_owned()),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&args, env(&[])).unwrap();
+        assert_eq!(config.join.len(), 2);
+        assert_eq!(config.services, [ShopService::Products]);
+    }
+
+    #[test]
+    fn a_cluster_without_a_cookie_or_a_partial_single_node_is_refused() {
+        let args = ServeArgs {
+            cluster: Some("127.0.0.1:7001".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--cookie: required"), "{err}");
+        let err =
+            Config::load(&ServeArgs::default(), env(&[("BULWARK_SERVICES", "users")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("BULWARK_SERVICES: a node outside a cluster"),
+            "{err}"
+        );
+        let args = ServeArgs {
+            services: Some("users,carts".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(r#"--services: unknown service "carts""#),
+            "{err}"
+        );
+        let err =
+            Config::load(&ServeArgs::default(), env(&[("BULWARK_JOIN", "nowhere")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"BULWARK_JOIN: invalid socket address "nowhere""#
         );
     }
 

@@ -22,6 +22,8 @@ use std::path::PathBuf;
 
 use bulwark_actors::{ShopConfig, ShopSetupError};
 use bulwark_http::Server;
+use bulwark_runtime::cluster::ClusterConfig;
+use bulwark_runtime::cluster::handshake::Cookie;
 use bulwark_runtime::{Node, NodeConfig, NodeError};
 use tokio::net::TcpListener;
 use tracing::info;
@@ -56,6 +58,9 @@ pub enum AppError {
     /// The node did not start.
     #[error("cannot start the node")]
     Node(#[from] NodeError),
+    /// The cluster settings could not be used.
+    #[error("invalid cluster settings: {0}")]
+    Cluster(String),
     /// The HTTP server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
@@ -99,9 +104,15 @@ impl App {
         node_config.shutdown_timeout = config.shutdown_timeout;
         let mut shop = ShopConfig::new(&data_dir);
         shop.payments = config.payments.clone();
-        let node = bulwark_actors::install(Node::builder(node_config), &shop)?
-            .start()
-            .await?;
+        shop.services.clone_from(&config.services);
+        let mut builder = bulwark_actors::install(Node::builder(node_config), &shop)?;
+        if let Some(cluster) = cluster_config(&config)? {
+            builder = builder.cluster(cluster);
+        }
+        let node = builder.start().await?;
+        if let Some(cluster) = node.cluster() {
+            info!(cluster_addr = %cluster.addr(), "cluster member");
+        }
         info!(node = %config.node, data_dir = %data_dir.display(), %http_addr, "node started");
         let server = Server::new(listener, node.clone(), config.edge);
         Ok(Self {
@@ -115,6 +126,14 @@ impl App {
     #[must_use]
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where this node accepts node links, when it is a cluster member.
+    #[must_use]
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.node
+            .cluster()
+            .map(bulwark_runtime::cluster::Cluster::addr)
     }
 
     /// The node (its router, actor tree and services).
@@ -140,4 +159,26 @@ impl App {
         self.node.shutdown().await;
         served.map_err(AppError::Serve)
     }
+}
+
+/// The node's cluster settings, `None` outside a cluster. A node that only
+/// joins listens on an ephemeral port of the HTTP address's host, so the
+/// members it joins can dial it back.
+fn cluster_config(config: &Config) -> Result<Option<ClusterConfig>, AppError> {
+    if !config.is_clustered() {
+        return Ok(None);
+    }
+    let secret = config
+        .cookie
+        .as_ref()
+        .ok_or_else(|| AppError::Cluster("a cluster member needs a cookie".to_owned()))?;
+    let cookie = Cookie::new(secret.expose()).map_err(|err| AppError::Cluster(err.to_string()))?;
+    let listen = config
+        .cluster_addr
+        .unwrap_or_else(|| SocketAddr::new(config.http_addr.ip(), 0));
+    Ok(Some(ClusterConfig {
+        listen,
+        join: config.join.clone(),
+        cookie,
+    }))
 }

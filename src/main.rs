@@ -58,10 +58,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await.context("cannot start")?;
     let addr = app.http_addr();
     info!(%addr, "listening");
-    // The one line on stdout: scripts and tests read the real address here
-    // (it differs from the configured one with port 0).
+    // The one line on stdout: scripts and tests read the real addresses
+    // here (they differ from the configured ones with port 0).
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
+    match app.cluster_addr() {
+        Some(cluster) => writeln!(stdout, "listening on {addr} cluster {cluster}"),
+        None => writeln!(stdout, "listening on {addr}"),
+    }
+    .context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
     let shutdown = async move {

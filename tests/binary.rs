@@ -8,28 +8,18 @@
 //! exit code 2 and a message naming the key.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod process;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
+use process::{EVENTUALLY, POLL_INTERVAL, SHUTDOWN_TIMEOUT, Server, get, post, settled_order};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// How long start-up (stores opened, sagas resumed) may take.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a graceful shutdown may take.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long asynchronous work (a saga) may take.
-const EVENTUALLY: Duration = Duration::from_secs(20);
-/// Pause between two polls of a condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Users acknowledged before the SIGKILL: enough that writes are in flight
 /// when it lands.
 const ACKED_BEFORE_KILL: usize = 40;
@@ -38,90 +28,9 @@ const WRITERS: usize = 4;
 /// Upper bound on the users each writer posts, so the loop stops by itself.
 const POSTS_PER_WRITER_MAX: usize = 2_000;
 
-/// A running `bulwark serve`; killed if the test fails before stopping it.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stderr() -> Stdio {
-    if std::env::var_os("TEST_LOG").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    }
-}
-
-/// Starts the binary on 127.0.0.1:0 with `data_dir`, and reads the address
-/// it announces on stdout.
-fn start(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bulwark"))
-        .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(stderr())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(STARTUP_TIMEOUT)
-        .expect("the server did not announce its address");
-    Server { child, addr }
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Sends SIGTERM (through `kill`: unsafe code is forbidden here).
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit.
-    async fn exit_status(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the server did not exit");
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-}
-
-async fn post(client: &Client, url: String, body: Value) -> Value {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
-}
-
-async fn get(client: &Client, url: String) -> (StatusCode, Value) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+/// Starts the binary on 127.0.0.1:0 with `data_dir`.
+fn start(data_dir: &std::path::Path) -> Server {
+    Server::start([std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,16 +57,8 @@ async fn sigterm_exits_0_and_a_restart_on_the_same_data_keeps_everything() {
     )
     .await;
     let order_url = format!("/api/v1/orders/{}", order["id"]);
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        let (_, body) = get(&client, server.url(&order_url)).await;
-        if body["status"] != "pending" {
-            assert_eq!(body["status"], "completed");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the order stayed pending");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    let settled = settled_order(&client, server.url(&order_url)).await;
+    assert_eq!(settled["status"], "completed");
 
     server.terminate();
     let status = server.exit_status(SHUTDOWN_TIMEOUT).await;

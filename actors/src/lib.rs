@@ -45,6 +45,6 @@ pub use products::Products;
 pub use products::messages::{
     NewProduct, Product, ProductPatch, ProductsRequest, ProductsResponse, ReservationState,
 };
-pub use shop::{ShopConfig, ShopSetupError, install};
+pub use shop::{ShopConfig, ShopService, ShopSetupError, install};
 pub use users::Users;
 pub use users::messages::{NewUser, User, UserPatch, UsersRequest, UsersResponse};

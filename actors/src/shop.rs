@@ -7,6 +7,50 @@ use bulwark_storage::{Store, StoreConfig, StoreError};
 
 use crate::{Notifications, Orders, Payments, PaymentsConfig, Products, Users};
 
+/// One of the shop's services, as `--services` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ShopService {
+    /// Accounts.
+    Users,
+    /// The catalog and its stock.
+    Products,
+    /// The simulated payment provider.
+    Payments,
+    /// One notification per event.
+    Notifications,
+    /// Orders and their sagas.
+    Orders,
+}
+
+impl ShopService {
+    /// Every service, in start order.
+    pub const ALL: [Self; 5] = [
+        Self::Users,
+        Self::Products,
+        Self::Payments,
+        Self::Notifications,
+        Self::Orders,
+    ];
+
+    /// The service's name (its router name and its store's folder).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Products => "products",
+            Self::Payments => "payments",
+            Self::Notifications => "notifications",
+            Self::Orders => "orders",
+        }
+    }
+
+    /// The service named `name`, if there is one.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// Where and how the shop runs on one node.
 #[derive(Debug, Clone)]
 pub struct ShopConfig {
@@ -19,6 +63,9 @@ pub struct ShopConfig {
     pub bounds: ServiceConfig,
     /// Settings of every store.
     pub store: StoreConfig,
+    /// The services this node runs (all five on a single node; in a
+    /// cluster, each node its share).
+    pub services: Vec<ShopService>,
 }
 
 impl ShopConfig {
@@ -30,6 +77,7 @@ impl ShopConfig {
             payments: PaymentsConfig::default(),
             bounds: ServiceConfig::default(),
             store: StoreConfig::default(),
+            services: ShopService::ALL.to_vec(),
         }
     }
 }
@@ -50,29 +98,48 @@ pub enum ShopSetupError {
     },
 }
 
-/// Adds users, products, payments, notifications and orders (in that order:
-/// orders starts last because resuming its sagas calls the others, and it
-/// stops first) to `builder`, opening their stores.
+/// Adds the configured services — of users, products, payments,
+/// notifications and orders, in that order: orders starts last because
+/// resuming its sagas calls the others, and it stops first — to `builder`,
+/// opening their stores. Services this node does not run are reached on
+/// the nodes that do, through the router.
 ///
 /// # Errors
 /// [`ShopSetupError::Store`] naming the service whose store failed.
-pub fn install(builder: NodeBuilder, config: &ShopConfig) -> Result<NodeBuilder, ShopSetupError> {
+pub fn install(
+    mut builder: NodeBuilder,
+    config: &ShopConfig,
+) -> Result<NodeBuilder, ShopSetupError> {
     let open = |service: &'static str| {
         Store::open(config.data_dir.join(service), config.store.clone())
             .map_err(|source| ShopSetupError::Store { service, source })
     };
     let wrap = |service: &'static str| move |source| ShopSetupError::Store { service, source };
-    let users = Users::new(open("users")?).map_err(wrap("users"))?;
-    let products = Products::new(open("products")?).map_err(wrap("products"))?;
-    let payments =
-        Payments::new(open("payments")?, config.payments.clone()).map_err(wrap("payments"))?;
-    let notifications =
-        Notifications::new(open("notifications")?).map_err(wrap("notifications"))?;
-    let orders = Orders::new(open("orders")?).map_err(wrap("orders"))?;
-    Ok(builder
-        .service(users, config.bounds)
-        .service(products, config.bounds)
-        .service(payments, config.bounds)
-        .service(notifications, config.bounds)
-        .service(orders, config.bounds))
+    for service in ShopService::ALL {
+        if !config.services.contains(&service) {
+            continue;
+        }
+        let name = service.name();
+        let store = open(name)?;
+        builder = match service {
+            ShopService::Users => {
+                builder.service(Users::new(store).map_err(wrap(name))?, config.bounds)
+            }
+            ShopService::Products => {
+                builder.service(Products::new(store).map_err(wrap(name))?, config.bounds)
+            }
+            ShopService::Payments => builder.service(
+                Payments::new(store, config.payments.clone()).map_err(wrap(name))?,
+                config.bounds,
+            ),
+            ShopService::Notifications => builder.service(
+                Notifications::new(store).map_err(wrap(name))?,
+                config.bounds,
+            ),
+            ShopService::Orders => {
+                builder.service(Orders::new(store).map_err(wrap(name))?, config.bounds)
+            }
+        };
+    }
+    Ok(builder)
 }

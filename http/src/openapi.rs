@@ -21,11 +21,13 @@ use crate::routes;
         routes::payments::get,
         routes::probes::health, routes::probes::ready, routes::probes::metrics,
         routes::probes::openapi,
+        routes::cluster::get,
     ),
     components(schemas(Problem, FieldError)),
     tags(
         (name = "users"), (name = "products"), (name = "orders"),
         (name = "notifications"), (name = "payments"), (name = "probes"),
+        (name = "cluster"),
     )
 )]
 pub struct ApiDoc;

@@ -177,4 +177,7 @@ pub enum NodeError {
         #[source]
         source: ractor::SpawnErr,
     },
+    /// The node could not join its cluster.
+    #[error("cannot start the cluster")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }

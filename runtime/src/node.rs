@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::NodeError;
 use crate::router::{Router, ServiceSlot, ServiceStatus};
 use crate::service::{Service, ServiceConfig, ServiceContext};
@@ -72,6 +73,7 @@ struct NodeParts {
 /// Collects services, then starts them in the order they were added.
 pub struct NodeBuilder {
     config: NodeConfig,
+    cluster: Option<ClusterConfig>,
     names: Vec<&'static str>,
     registers: Vec<Register>,
 }
@@ -81,6 +83,7 @@ impl fmt::Debug for NodeBuilder {
         f.debug_struct("NodeBuilder")
             .field("config", &self.config)
             .field("services", &self.names)
+            .field("cluster", &self.cluster.as_ref().map(|c| c.listen))
             .finish()
     }
 }
@@ -100,12 +103,22 @@ impl NodeBuilder {
         self
     }
 
-    /// Starts every service. Returns once each one's tree is up.
+    /// Makes the node a cluster member: once its services are up it
+    /// accepts node links on `config.listen` and dials `config.join`.
+    #[must_use]
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
+    /// Starts every service, then joins the cluster if one is configured.
+    /// Returns once each service's tree is up.
     ///
     /// # Errors
     /// [`NodeError::DuplicateService`] when a name is added twice,
     /// [`NodeError::NoEntry`] / [`NodeError::ServiceStart`] when a tree
-    /// cannot start; the services already started are stopped again.
+    /// cannot start, [`NodeError::Cluster`] when the node-link address
+    /// cannot be bound; the services already started are stopped again.
     pub async fn start(self) -> Result<Node, NodeError> {
         for (i, name) in self.names.iter().enumerate() {
             if self.names[..i].contains(name) {
@@ -135,10 +148,22 @@ impl NodeBuilder {
                 }
             }
         }
+        let cluster = match self.cluster {
+            Some(cluster) => match Cluster::start(&config.name, router.clone(), cluster).await {
+                Ok(cluster) => Some(cluster),
+                Err(err) => {
+                    router.close();
+                    stop_services(running).await;
+                    return Err(err.into());
+                }
+            },
+            None => None,
+        };
         info!(node = %config.name, services = ?self.names, "node started");
         Ok(Node {
             inner: Arc::new(NodeInner {
                 parts,
+                cluster,
                 services: Mutex::new(Some(running)),
                 stopped: tokio::sync::watch::Sender::new(false),
             }),
@@ -155,6 +180,7 @@ struct RunningService {
 
 struct NodeInner {
     parts: NodeParts,
+    cluster: Option<Cluster>,
     /// Taken by the first shutdown.
     services: Mutex<Option<Vec<RunningService>>>,
     /// Set once the first shutdown has finished; later callers wait on it.
@@ -181,6 +207,7 @@ impl Node {
     pub fn builder(config: NodeConfig) -> NodeBuilder {
         NodeBuilder {
             config,
+            cluster: None,
             names: Vec::new(),
             registers: Vec::new(),
         }
@@ -196,6 +223,12 @@ impl Node {
     #[must_use]
     pub fn router(&self) -> &Router {
         &self.inner.parts.router
+    }
+
+    /// The node's cluster membership, when it is a member of one.
+    #[must_use]
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// Every supervised actor on this node, sorted by path.
@@ -249,6 +282,10 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         stop_services(services).await;
+        // Links close last: remote calls in flight drained with the rest.
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.stop().await;
+        }
         self.inner.stopped.send_replace(true);
         info!(node = %parts.config.name, "node stopped");
     }

@@ -814,6 +814,7 @@ impl Inbound for Router {
                 .iter()
                 .map(|t| (*t.key()).to_owned())
                 .collect(),
+            ..Announcement::default()
         }
     }
 

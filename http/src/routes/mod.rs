@@ -1,6 +1,7 @@
 //! The route table, the middleware stack, and what handlers share: paging,
 //! ids, ETags, and the mapping of service errors to [`ApiError`]s.
 
+pub(crate) mod cluster;
 pub(crate) mod notifications;
 pub(crate) mod orders;
 pub(crate) mod payments;
@@ -119,6 +120,7 @@ fn probe_table() -> Table {
         .add(Verb::Get, "/ready", probes::ready)
         .add(Verb::Get, "/metrics", probes::metrics)
         .add(Verb::Get, "/openapi.json", probes::openapi)
+        .add(Verb::Get, "/api/v1/cluster", cluster::get)
 }
 
 /// Every route the router serves: method and path template.
@@ -328,8 +330,11 @@ impl From<CallError<ShopError>> for ApiError {
                 ),
             },
             CallError::Unavailable { service, reason } => match reason {
-                UnavailableReason::NotRegistered => ApiError::Internal {
-                    detail: format!("`{service}` is not installed on this node"),
+                UnavailableReason::NotRegistered => ApiError::Unavailable {
+                    detail: format!(
+                        "no reachable node runs `{service}` (not on this node, and no \
+                         cluster member has announced it)"
+                    ),
                 },
                 reason => ApiError::Unavailable {
                     detail: format!("`{service}` is unavailable: {reason}"),
@@ -351,8 +356,22 @@ mod tests {
     #[test]
     fn call_errors_map_to_their_statuses() {
         let service = "users";
-        let cases: [(CallError<ShopError>, u16); 9] = [
+        let cases: [(CallError<ShopError>, u16); 11] = [
             (CallError::Timeout { service }, 504),
+            (
+                CallError::Unavailable {
+                    service,
+                    reason: UnavailableReason::Unreachable,
+                },
+                503,
+            ),
+            (
+                CallError::Unavailable {
+                    service,
+                    reason: UnavailableReason::NotRegistered,
+                },
+                503,
+            ),
             (
                 CallError::Overloaded {
                     service,

@@ -9,6 +9,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::extract::Json;
 use crate::openapi::ApiDoc;
+use crate::routes::cluster::{MemberBody, members};
 use crate::state::AppState;
 
 /// The liveness answer.
@@ -27,6 +28,9 @@ pub(crate) struct ReadyBody {
     node: String,
     /// Every local service and its status.
     services: Vec<ServiceBody>,
+    /// The cluster's members as this node sees them (this node alone
+    /// outside a cluster).
+    members: Vec<MemberBody>,
 }
 
 /// One service's status.
@@ -45,7 +49,10 @@ pub(crate) async fn health() -> Json<HealthBody> {
     Json(HealthBody { status: "ok" })
 }
 
-/// Readiness: every local service is up.
+/// Readiness: every local service is up. The body also lists the
+/// cluster's members and their state; an unreachable member does not make
+/// this node unready (it still serves everything that does not need that
+/// member, and those requests answer 503 on their own).
 #[utoipa::path(get, path = "/ready", tag = "probes",
     responses(
         (status = 200, description = "Every service is up", body = ReadyBody),
@@ -71,6 +78,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
         status: if ready { "ready" } else { "not_ready" },
         node: state.node.name().to_owned(),
         services,
+        members: members(&state.node),
     };
     let status = if ready {
         StatusCode::OK

@@ -10,6 +10,7 @@
 //! that fails to decode is a typed error for that one call.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -122,13 +123,28 @@ enum Frame {
     Announce(Announcement),
 }
 
-/// What a node tells a peer when a link opens.
+/// What a node tells a peer when a link opens, and again whenever its
+/// view of the cluster changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announcement {
     /// The services it runs.
     pub services: Vec<String>,
     /// The topics it has subscribers for.
     pub topics: Vec<String>,
+    /// Where it accepts node links, when it does.
+    pub addr: Option<SocketAddr>,
+    /// The other nodes it has a live link to, so a node that joined
+    /// through one seed learns of (and links to) all of them.
+    pub members: Vec<MemberAddr>,
+}
+
+/// A cluster member as announced: its name and where it accepts links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAddr {
+    /// The node's name.
+    pub name: String,
+    /// Its node-link address.
+    pub addr: SocketAddr,
 }
 
 /// What serves the calls a link receives: the local router.
@@ -265,6 +281,16 @@ impl Link {
     /// Resolves once the link is closed.
     pub async fn wait_closed(&self) {
         self.inner.closed.cancelled().await;
+    }
+
+    /// Sends `announcement` to the peer (after what it already has queued).
+    /// Returns `false` when the link is closed or its queue is full; the
+    /// peer then keeps its previous view until the next announcement.
+    pub fn announce(&self, announcement: Announcement) -> bool {
+        self.inner
+            .outbound
+            .try_send(Frame::Announce(announcement))
+            .is_ok()
     }
 
     /// Whether `self` and `other` are the same connection.

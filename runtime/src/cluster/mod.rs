@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod handshake;
 pub mod link;
+mod membership;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use tracing::{debug, warn};
 
 use crate::router::Router;
 use handshake::{Cookie, HandshakeError, accept, dial, framed};
-use link::Link;
+use link::{Inbound, Link};
+pub use membership::{Cluster, ClusterConfig, ClusterError, MemberInfo, MemberState};
 
 /// Connections accepted but not yet authenticated, at most: a crowd of
 /// idle or stalled sockets is held to this many (each for at most the
@@ -61,6 +63,20 @@ pub async fn connect(
     cookie: &Cookie,
     router: &Router,
 ) -> Result<Link, ConnectError> {
+    connect_with(addr, me, cookie, Arc::new(router.clone())).await
+}
+
+/// [`connect`] with any [`Inbound`] serving the link (a [`Cluster`] adds
+/// membership to the router's routing).
+///
+/// # Errors
+/// [`ConnectError`] when the peer cannot be reached or refuses us.
+pub async fn connect_with(
+    addr: SocketAddr,
+    me: &str,
+    cookie: &Cookie,
+    inbound: Arc<dyn Inbound>,
+) -> Result<Link, ConnectError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| ConnectError::Io { addr, source })?;
@@ -69,7 +85,7 @@ pub async fn connect(
     let peer = dial(&mut transport, me, cookie)
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
-    Ok(Link::spawn(transport, peer, Arc::new(router.clone())))
+    Ok(Link::spawn(transport, peer, inbound))
 }
 
 /// Accepts links on `listener` until `stop` is cancelled. Each connection
@@ -81,6 +97,18 @@ pub async fn accept_links(
     me: String,
     cookie: Cookie,
     router: Router,
+    on_link: Arc<dyn Fn(Link) + Send + Sync>,
+    stop: CancellationToken,
+) {
+    accept_links_with(listener, me, cookie, Arc::new(router), on_link, stop).await;
+}
+
+/// [`accept_links`] with any [`Inbound`] serving the links.
+pub async fn accept_links_with(
+    listener: TcpListener,
+    me: String,
+    cookie: Cookie,
+    inbound: Arc<dyn Inbound>,
     on_link: Arc<dyn Fn(Link) + Send + Sync>,
     stop: CancellationToken,
 ) {
@@ -101,10 +129,10 @@ pub async fn accept_links(
             debug!(%addr, "too many handshakes in progress; dropping connection");
             continue;
         };
-        let (me, cookie, router, on_link) = (
+        let (me, cookie, inbound, on_link) = (
             me.clone(),
             cookie.clone(),
-            router.clone(),
+            Arc::clone(&inbound),
             Arc::clone(&on_link),
         );
         tokio::spawn(async move {
@@ -113,7 +141,7 @@ pub async fn accept_links(
             let result = accept(&mut transport, &me, &cookie).await;
             drop(permit);
             match result {
-                Ok(peer) => on_link(Link::spawn(transport, peer, Arc::new(router))),
+                Ok(peer) => on_link(Link::spawn(transport, peer, inbound)),
                 Err(err) => warn!(%addr, error = %err, "node link refused"),
             }
         });
@@ -135,9 +163,20 @@ pub async fn maintain_link(
     router: Router,
     stop: CancellationToken,
 ) {
+    maintain_link_with(addr, me, cookie, Arc::new(router), stop).await;
+}
+
+/// [`maintain_link`] with any [`Inbound`] serving the links.
+pub async fn maintain_link_with(
+    addr: SocketAddr,
+    me: String,
+    cookie: Cookie,
+    inbound: Arc<dyn Inbound>,
+    stop: CancellationToken,
+) {
     let mut delay = REDIAL_DELAY_INITIAL;
     while !stop.is_cancelled() {
-        match connect(addr, &me, &cookie, &router).await {
+        match connect_with(addr, &me, &cookie, Arc::clone(&inbound)).await {
             Ok(link) => {
                 delay = REDIAL_DELAY_INITIAL;
                 tokio::select! {
