@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bulwark_actors::{PaymentsConfig, ShopService};
 use bulwark_http::{EdgeConfig, Price};
+use bulwark_runtime::cluster::tls::TlsPaths;
 use clap::{Args, Parser, Subcommand};
 
 /// Default HTTP address: loopback only, so a fresh install exposes nothing.
@@ -120,6 +121,15 @@ pub struct ServeArgs {
     /// The services this node runs, comma-separated (default: all five).
     #[arg(long, value_name = "LIST")]
     pub services: Option<String>,
+    /// This node's certificate chain (PEM): node links use mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// This node's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// The cluster CA's certificate (PEM), which signs every node's.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<String>,
 }
 
 /// Everything the application needs to start.
@@ -145,6 +155,8 @@ pub struct Config {
     pub cookie: Option<Secret>,
     /// The services this node runs.
     pub services: Vec<ShopService>,
+    /// Mutual TLS on node links: certificate, key and CA files.
+    pub tls: Option<TlsPaths>,
 }
 
 /// A secret setting: compared, never printed.
@@ -178,6 +190,7 @@ impl Default for Config {
             join: Vec::new(),
             cookie: None,
             services: ShopService::ALL.to_vec(),
+            tls: None,
         }
     }
 }
@@ -242,6 +255,9 @@ enum Setting {
     Join,
     Cookie,
     Services,
+    TlsCert,
+    TlsKey,
+    TlsCa,
 }
 
 /// A setting's names in each source.
@@ -266,7 +282,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 17] = [
+pub const KEYS: [Key; 20] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -353,6 +369,24 @@ pub const KEYS: [Key; 17] = [
         "services",
         "BULWARK_SERVICES",
         "--services",
+    ),
+    key(
+        Setting::TlsCert,
+        "cluster.tls_cert",
+        "BULWARK_CLUSTER_TLS_CERT",
+        "--tls-cert",
+    ),
+    key(
+        Setting::TlsKey,
+        "cluster.tls_key",
+        "BULWARK_CLUSTER_TLS_KEY",
+        "--tls-key",
+    ),
+    key(
+        Setting::TlsCa,
+        "cluster.tls_ca",
+        "BULWARK_CLUSTER_TLS_CA",
+        "--tls-ca",
     ),
 ];
 
@@ -578,6 +612,22 @@ impl Config {
                 }
                 self.services = services;
             }
+            Setting::TlsCert | Setting::TlsKey | Setting::TlsCa => {
+                if value.is_empty() {
+                    return Err(invalid("must not be empty".to_owned()));
+                }
+                let path = PathBuf::from(value);
+                let tls = self.tls.get_or_insert_with(|| TlsPaths {
+                    cert: PathBuf::new(),
+                    key: PathBuf::new(),
+                    ca: PathBuf::new(),
+                });
+                match setting {
+                    Setting::TlsCert => tls.cert = path,
+                    Setting::TlsKey => tls.key = path,
+                    _ => tls.ca = path,
+                }
+            }
         }
         Ok(())
     }
@@ -590,6 +640,26 @@ impl Config {
                 key: sources.name(Setting::Cookie),
                 message: "required when the node joins a cluster (--cluster or --join)".to_owned(),
             });
+        }
+        if let Some(tls) = &self.tls {
+            for (setting, path) in [
+                (Setting::TlsCert, &tls.cert),
+                (Setting::TlsKey, &tls.key),
+                (Setting::TlsCa, &tls.ca),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: sources.name(setting),
+                        message: "node-link TLS needs a certificate, its key and the CA".to_owned(),
+                    });
+                }
+            }
+            if !clustered {
+                return Err(ConfigError::Invalid {
+                    key: sources.name(Setting::ClusterAddr),
+                    message: "TLS settings are for node links; set --cluster or --join".to_owned(),
+                });
+            }
         }
         if !clustered && self.services.len() != ShopService::ALL.len() {
             return Err(ConfigError::Invalid {
@@ -610,7 +680,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 17] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 20] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -633,6 +703,9 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 17] {
             Setting::Join => value(&args.join),
             Setting::Cookie => value(&args.cookie),
             Setting::Services => value(&args.services),
+            Setting::TlsCert => value(&args.tls_cert),
+            Setting::TlsKey => value(&args.tls_key),
+            Setting::TlsCa => value(&args.tls_ca),
         };
         (key, v)
     })
@@ -906,6 +979,34 @@ mod tests {
         assert_eq!(
             err.to_string(),
             r#"BULWARK_JOIN: invalid socket address "nowhere""#
+        );
+    }
+
+    #[test]
+    fn tls_needs_all_three_files_and_a_cluster() {
+        let args = ServeArgs {
+            cluster: Some("127.0.0.1:0".to_owned()),
+            cookie: Some("c".to_owned()),
+            tls_cert: Some("node.pem".to_owned()),
+            tls_key: Some("node.key".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--tls-ca: "), "{err}");
+        let config = Config::load(&args, env(&[("BULWARK_CLUSTER_TLS_CA", "ca.pem")])).unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.ca, PathBuf::from("ca.pem"));
+        assert_eq!(tls.cert, PathBuf::from("node.pem"));
+        let args = ServeArgs {
+            tls_cert: Some("a".to_owned()),
+            tls_key: Some("b".to_owned()),
+            tls_ca: Some("c".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--cluster: TLS settings"),
+            "{err}"
         );
     }
 

@@ -24,6 +24,7 @@ use bulwark_actors::{ShopConfig, ShopSetupError};
 use bulwark_http::Server;
 use bulwark_runtime::cluster::ClusterConfig;
 use bulwark_runtime::cluster::handshake::Cookie;
+use bulwark_runtime::cluster::tls::{Tls, TlsError};
 use bulwark_runtime::{Node, NodeConfig, NodeError};
 use tokio::net::TcpListener;
 use tracing::info;
@@ -61,6 +62,9 @@ pub enum AppError {
     /// The cluster settings could not be used.
     #[error("invalid cluster settings: {0}")]
     Cluster(String),
+    /// The node-link TLS files could not be used.
+    #[error("cannot set up node-link TLS")]
+    Tls(#[from] TlsError),
     /// The HTTP server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
@@ -173,6 +177,7 @@ fn cluster_config(config: &Config) -> Result<Option<ClusterConfig>, AppError> {
         .as_ref()
         .ok_or_else(|| AppError::Cluster("a cluster member needs a cookie".to_owned()))?;
     let cookie = Cookie::new(secret.expose()).map_err(|err| AppError::Cluster(err.to_string()))?;
+    let tls = config.tls.as_ref().map(Tls::load).transpose()?;
     let listen = config
         .cluster_addr
         .unwrap_or_else(|| SocketAddr::new(config.http_addr.ip(), 0));
@@ -180,5 +185,6 @@ fn cluster_config(config: &Config) -> Result<Option<ClusterConfig>, AppError> {
         listen,
         join: config.join.clone(),
         cookie,
+        tls,
     }))
 }

@@ -36,6 +36,18 @@ fn node(
     cluster: SocketAddr,
     join: &[SocketAddr],
 ) -> Server {
+    node_with(name, data, services, cluster, join, &[])
+}
+
+/// [`node`] with extra flags.
+fn node_with(
+    name: &str,
+    data: &Path,
+    services: &str,
+    cluster: SocketAddr,
+    join: &[SocketAddr],
+    extra: &[String],
+) -> Server {
     let mut args: Vec<String> = vec![
         "--node".into(),
         name.into(),
@@ -57,6 +69,7 @@ fn node(
                 .join(","),
         );
     }
+    args.extend_from_slice(extra);
     Server::start(args)
 }
 
@@ -342,4 +355,133 @@ async fn hostile_bytes_and_idle_sockets_on_the_node_port_leave_the_node_serving(
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["username"], "still-here");
     drop((garbage, huge, half, idle));
+}
+
+/// A cluster CA and the PEM files of the node certificates it signs.
+struct Pki {
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        Self { ca, dir }
+    }
+
+    /// Writes a certificate for `node` on 127.0.0.1 and its key; returns
+    /// the `--tls-*` flags that use them with this CA.
+    fn flags(&self, node: &str) -> Vec<String> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose};
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, node);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let cert_path = self.dir.path().join(format!("{node}.pem"));
+        let key_path = self.dir.path().join(format!("{node}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        vec![
+            "--tls-cert".to_owned(),
+            cert_path.display().to_string(),
+            "--tls-key".to_owned(),
+            key_path.display().to_string(),
+            "--tls-ca".to_owned(),
+            self.dir.path().join("ca.pem").display().to_string(),
+        ]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_serves_across_nodes_and_refuses_a_node_of_another_ca() {
+    let client = Client::new();
+    let data = tempfile::tempdir().unwrap();
+    let pki = Pki::new("bulwark test cluster CA");
+    let rogue = Pki::new("rogue CA");
+    let n1 = node_with(
+        "n1",
+        data.path(),
+        "users",
+        any_port(),
+        &[],
+        &pki.flags("n1"),
+    );
+    let seed = n1.cluster.unwrap();
+    let outsider = node_with(
+        "outsider",
+        data.path(),
+        "products",
+        any_port(),
+        &[seed],
+        &rogue.flags("outsider"),
+    );
+    let n2 = node_with(
+        "n2",
+        data.path(),
+        "products",
+        any_port(),
+        &[seed],
+        &pki.flags("n2"),
+    );
+    wait_for_members(&client, &[&n1, &n2], &["n1", "n2"]).await;
+    let user = post(
+        &client,
+        n2.url("/api/v1/users"),
+        json!({"username": "tls-user", "email": "tls@example.com"}),
+    )
+    .await;
+    let (status, body) = get(&client, n1.url(&format!("/api/v1/users/{}", user["id"]))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["username"], "tls-user");
+    assert_eq!(members_up(&client, &outsider).await, ["outsider"]);
+    let (status, _) = get(&client, outsider.url("/api/v1/users/1")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn unusable_tls_files_stop_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--cluster",
+            "127.0.0.1:0",
+            "--cookie",
+            "c",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--tls-cert")
+        .arg(&garbage)
+        .arg("--tls-key")
+        .arg(&garbage)
+        .arg("--tls-ca")
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("garbage.pem"), "{stderr}");
 }

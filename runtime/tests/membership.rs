@@ -20,6 +20,7 @@ fn cluster(join: &[SocketAddr]) -> ClusterConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         join: join.to_vec(),
         cookie: Cookie::new("membership-secret").unwrap(),
+        tls: None,
     }
 }
 

@@ -54,11 +54,12 @@ async fn pair(cookie_b: &str) -> Result<Pair, ConnectError> {
         listener,
         "a".to_owned(),
         Cookie::new("cluster-secret").unwrap(),
+        None,
         a.router().clone(),
         Arc::new(move |link| sink.lock().unwrap().push(link)),
         stop.clone(),
     ));
-    let link_at_b = connect(addr, "b", &Cookie::new(cookie_b).unwrap(), b.router()).await?;
+    let link_at_b = connect(addr, "b", &Cookie::new(cookie_b).unwrap(), None, b.router()).await?;
     b.router().add_remote("svc-0", link_at_b.clone());
     Ok(Pair {
         a,
@@ -220,6 +221,7 @@ async fn linked_nodes_route_to_each_other_by_announcement_and_a_dropped_link_is_
         listener,
         "a".to_owned(),
         cookie.clone(),
+        None,
         a.router().clone(),
         Arc::new(move |link| sink.lock().unwrap().push(link)),
         stop.clone(),
@@ -228,6 +230,7 @@ async fn linked_nodes_route_to_each_other_by_announcement_and_a_dropped_link_is_
         addr,
         "b".to_owned(),
         cookie,
+        None,
         b.router().clone(),
         stop.clone(),
     ));

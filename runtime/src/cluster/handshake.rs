@@ -34,7 +34,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Longest node name, in bytes.
 pub const NODE_NAME_LEN_MAX: usize = 255;
 /// A connection that has not finished its handshake by then is closed, so
-/// a stalled or silent client never holds a slot for long.
+/// a stalled or silent client never holds a slot for long. Under TLS the
+/// same bound covers the TLS and the cookie handshake together.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type HmacSha256 = Hmac<Sha256>;
@@ -106,6 +107,11 @@ pub enum HandshakeError {
     /// The connection failed.
     #[error("i/o error during the handshake")]
     Io(#[source] std::io::Error),
+    /// The TLS handshake under the link failed: the peer's certificate is
+    /// not signed by the cluster CA or does not name the address dialed,
+    /// or the peer does not speak TLS.
+    #[error("the TLS handshake failed")]
+    Tls(#[source] std::io::Error),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use super::handshake::Cookie;
 use super::link::{Announcement, Inbound, Link, MemberAddr, RemoteFailure};
+use super::tls::Tls;
 use super::{accept_links_with, maintain_link_with};
 use crate::envelope::CallContext;
 use crate::router::Router;
@@ -41,6 +42,8 @@ pub struct ClusterConfig {
     pub join: Vec<SocketAddr>,
     /// The shared secret every member proves (it never crosses the wire).
     pub cookie: Cookie,
+    /// Mutual TLS on every link, when set.
+    pub tls: Option<Tls>,
 }
 
 /// Why the cluster could not start.
@@ -102,6 +105,7 @@ struct ClusterInner {
     addr: SocketAddr,
     router: Router,
     cookie: Cookie,
+    tls: Option<Tls>,
     members: DashMap<String, Member>,
     /// Addresses a dial loop runs for (seeds and discovered members).
     dialing: DashMap<SocketAddr, ()>,
@@ -150,6 +154,7 @@ impl Cluster {
                 addr,
                 router,
                 cookie: config.cookie,
+                tls: config.tls,
                 members: DashMap::new(),
                 dialing: DashMap::new(),
                 stop: CancellationToken::new(),
@@ -164,6 +169,7 @@ impl Cluster {
             listener,
             me.to_owned(),
             cluster.inner.cookie.clone(),
+            cluster.inner.tls.clone(),
             inbound,
             on_link,
             cluster.inner.stop.clone(),
@@ -247,6 +253,7 @@ impl Cluster {
             addr,
             self.inner.me.clone(),
             self.inner.cookie.clone(),
+            self.inner.tls.clone(),
             inbound,
             self.inner.stop.clone(),
         ));

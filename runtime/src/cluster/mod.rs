@@ -1,26 +1,30 @@
-//! The cluster: the wire codec, the node link's authenticated opening, and
-//! the link itself (multiplexed calls, heartbeats). The router sends a call
-//! over a link when the service has no local instance
-//! ([`crate::Router::add_remote`]); membership and discovery build on these.
+//! The cluster: the wire codec, the node link's authenticated opening
+//! (optionally under mutual TLS), and the link itself (multiplexed calls,
+//! heartbeats). The router sends a call over a link when the service has no
+//! local instance ([`crate::Router::add_remote`]); membership and discovery
+//! build on these.
 
 pub mod codec;
 pub mod handshake;
 pub mod link;
 mod membership;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::router::Router;
-use handshake::{Cookie, HandshakeError, accept, dial, framed};
+use handshake::{Cookie, HANDSHAKE_TIMEOUT, HandshakeError, accept, dial, framed};
 use link::{Inbound, Link};
 pub use membership::{Cluster, ClusterConfig, ClusterError, MemberInfo, MemberState};
+use tls::Tls;
 
 /// Connections accepted but not yet authenticated, at most: a crowd of
 /// idle or stalled sockets is held to this many (each for at most the
@@ -41,7 +45,7 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
-    /// The handshake failed (wrong cookie, protocol, timeout).
+    /// The handshake failed (TLS, wrong cookie, protocol, timeout).
     #[error("handshake with {addr} failed")]
     Handshake {
         /// The address dialed.
@@ -52,8 +56,11 @@ pub enum ConnectError {
     },
 }
 
-/// Dials `addr`, proves the cookie, and runs a link whose inbound calls
-/// `router` serves.
+/// Dials `addr`, opens TLS when `tls` is set, proves the cookie, and runs
+/// a link whose inbound calls `router` serves. Under TLS the listener's
+/// certificate must be signed by the cluster CA and carry `addr`'s IP as a
+/// subject alternative name (see [`tls`]). The TLS and cookie handshakes
+/// together are bounded by [`HANDSHAKE_TIMEOUT`].
 ///
 /// # Errors
 /// [`ConnectError`] when the peer cannot be reached or refuses us.
@@ -61,9 +68,10 @@ pub async fn connect(
     addr: SocketAddr,
     me: &str,
     cookie: &Cookie,
+    tls: Option<&Tls>,
     router: &Router,
 ) -> Result<Link, ConnectError> {
-    connect_with(addr, me, cookie, Arc::new(router.clone())).await
+    connect_with(addr, me, cookie, tls, Arc::new(router.clone())).await
 }
 
 /// [`connect`] with any [`Inbound`] serving the link (a [`Cluster`] adds
@@ -75,32 +83,79 @@ pub async fn connect_with(
     addr: SocketAddr,
     me: &str,
     cookie: &Cookie,
+    tls: Option<&Tls>,
     inbound: Arc<dyn Inbound>,
 ) -> Result<Link, ConnectError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| ConnectError::Io { addr, source })?;
     let _ = stream.set_nodelay(true);
-    let mut transport = framed(stream);
-    let peer = dial(&mut transport, me, cookie)
+    let opening = async {
+        match tls {
+            None => open_dialed(stream, me, cookie, inbound).await,
+            Some(tls) => {
+                let stream = tls
+                    .connect(addr, stream)
+                    .await
+                    .map_err(HandshakeError::Tls)?;
+                open_dialed(stream, me, cookie, inbound).await
+            }
+        }
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, opening)
         .await
-        .map_err(|source| ConnectError::Handshake { addr, source })?;
+        .unwrap_or(Err(HandshakeError::Timeout))
+        .map_err(|source| ConnectError::Handshake { addr, source })
+}
+
+/// The cookie handshake as the dialer, then the link, over any stream (TCP
+/// or TLS): `Link::spawn` is generic, so neither stream is boxed.
+async fn open_dialed<S>(
+    stream: S,
+    me: &str,
+    cookie: &Cookie,
+    inbound: Arc<dyn Inbound>,
+) -> Result<Link, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let mut transport = framed(stream);
+    let peer = dial(&mut transport, me, cookie).await?;
+    Ok(Link::spawn(transport, peer, inbound))
+}
+
+/// The cookie handshake as the listener, then the link.
+async fn open_accepted<S>(
+    stream: S,
+    me: &str,
+    cookie: &Cookie,
+    inbound: Arc<dyn Inbound>,
+) -> Result<Link, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let mut transport = framed(stream);
+    let peer = accept(&mut transport, me, cookie).await?;
     Ok(Link::spawn(transport, peer, inbound))
 }
 
 /// Accepts links on `listener` until `stop` is cancelled. Each connection
-/// is authenticated in its own task (at most [`HANDSHAKES_MAX`] at once,
-/// each bounded by the handshake timeout); each link that opens is handed
+/// is authenticated in its own task — the TLS handshake when `tls` is set
+/// (the dialer must present a certificate signed by the cluster CA), then
+/// the cookie handshake — at most [`HANDSHAKES_MAX`] at once, both together
+/// bounded by [`HANDSHAKE_TIMEOUT`], so a peer stalling in either never
+/// holds up the accept loop or another node. Each link that opens is handed
 /// to `on_link`.
 pub async fn accept_links(
     listener: TcpListener,
     me: String,
     cookie: Cookie,
+    tls: Option<Tls>,
     router: Router,
     on_link: Arc<dyn Fn(Link) + Send + Sync>,
     stop: CancellationToken,
 ) {
-    accept_links_with(listener, me, cookie, Arc::new(router), on_link, stop).await;
+    accept_links_with(listener, me, cookie, tls, Arc::new(router), on_link, stop).await;
 }
 
 /// [`accept_links`] with any [`Inbound`] serving the links.
@@ -108,6 +163,7 @@ pub async fn accept_links_with(
     listener: TcpListener,
     me: String,
     cookie: Cookie,
+    tls: Option<Tls>,
     inbound: Arc<dyn Inbound>,
     on_link: Arc<dyn Fn(Link) + Send + Sync>,
     stop: CancellationToken,
@@ -129,20 +185,36 @@ pub async fn accept_links_with(
             debug!(%addr, "too many handshakes in progress; dropping connection");
             continue;
         };
-        let (me, cookie, inbound, on_link) = (
+        let (me, cookie, tls, on_link) = (
             me.clone(),
             cookie.clone(),
-            Arc::clone(&inbound),
+            tls.clone(),
             Arc::clone(&on_link),
         );
+        let inbound = Arc::clone(&inbound);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut transport = framed(stream);
-            let result = accept(&mut transport, &me, &cookie).await;
+            let opening = async {
+                match tls {
+                    None => open_accepted(stream, &me, &cookie, inbound).await,
+                    Some(tls) => {
+                        let stream = tls.accept(stream).await.map_err(HandshakeError::Tls)?;
+                        open_accepted(stream, &me, &cookie, inbound).await
+                    }
+                }
+            };
+            let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, opening)
+                .await
+                .unwrap_or(Err(HandshakeError::Timeout));
             drop(permit);
-            match result {
-                Ok(peer) => on_link(Link::spawn(transport, peer, inbound)),
-                Err(err) => warn!(%addr, error = %err, "node link refused"),
+            match opened {
+                Ok(link) => on_link(link),
+                Err(err) => warn!(
+                    %addr,
+                    error = %err,
+                    cause = std::error::Error::source(&err).map(tracing::field::display),
+                    "node link refused"
+                ),
             }
         });
     }
@@ -153,17 +225,19 @@ pub const REDIAL_DELAY_INITIAL: Duration = Duration::from_millis(100);
 /// Longest delay between re-dials.
 pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(5);
 
-/// Keeps a link to `addr` open until `stop` is cancelled: dials, and after
-/// the link closes (or a dial fails) dials again with exponential backoff.
-/// Each link announces `router`'s services and routes to the peer's.
+/// Keeps a link to `addr` open until `stop` is cancelled: dials (under TLS
+/// when `tls` is set, as [`connect`]), and after the link closes (or a dial
+/// fails) dials again with exponential backoff. Each link announces
+/// `router`'s services and routes to the peer's.
 pub async fn maintain_link(
     addr: SocketAddr,
     me: String,
     cookie: Cookie,
+    tls: Option<Tls>,
     router: Router,
     stop: CancellationToken,
 ) {
-    maintain_link_with(addr, me, cookie, Arc::new(router), stop).await;
+    maintain_link_with(addr, me, cookie, tls, Arc::new(router), stop).await;
 }
 
 /// [`maintain_link`] with any [`Inbound`] serving the links.
@@ -171,12 +245,13 @@ pub async fn maintain_link_with(
     addr: SocketAddr,
     me: String,
     cookie: Cookie,
+    tls: Option<Tls>,
     inbound: Arc<dyn Inbound>,
     stop: CancellationToken,
 ) {
     let mut delay = REDIAL_DELAY_INITIAL;
     while !stop.is_cancelled() {
-        match connect_with(addr, &me, &cookie, Arc::clone(&inbound)).await {
+        match connect_with(addr, &me, &cookie, tls.as_ref(), Arc::clone(&inbound)).await {
             Ok(link) => {
                 delay = REDIAL_DELAY_INITIAL;
                 tokio::select! {
