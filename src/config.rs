@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bulwark_actors::{PaymentsConfig, ShopService};
+use bulwark_actors::{PaymentsConfig, SHARDS_MAX, ShopService, UserShards};
 use bulwark_http::{EdgeConfig, Price};
 use bulwark_runtime::cluster::tls::TlsPaths;
 use clap::{Args, Parser, Subcommand};
@@ -118,9 +118,13 @@ pub struct ServeArgs {
     /// The cluster's shared secret (required in a cluster).
     #[arg(long, value_name = "SECRET")]
     pub cookie: Option<String>,
-    /// The services this node runs, comma-separated (default: all five).
+    /// The services this node runs, comma-separated (default: all five);
+    /// `users#N` names one users shard.
     #[arg(long, value_name = "LIST")]
     pub services: Option<String>,
+    /// Shards the users service is split into, cluster-wide (default 1).
+    #[arg(long, value_name = "N")]
+    pub users_shards: Option<String>,
     /// This node's certificate chain (PEM): node links use mutual TLS.
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<String>,
@@ -155,6 +159,11 @@ pub struct Config {
     pub cookie: Option<Secret>,
     /// The services this node runs.
     pub services: Vec<ShopService>,
+    /// How users is split across the cluster.
+    pub users_shards: UserShards,
+    /// The users shards this node runs (`users#N` in the services list);
+    /// `None`: every shard, when it runs users.
+    pub user_shards: Option<Vec<u32>>,
     /// Mutual TLS on node links: certificate, key and CA files.
     pub tls: Option<TlsPaths>,
 }
@@ -190,6 +199,8 @@ impl Default for Config {
             join: Vec::new(),
             cookie: None,
             services: ShopService::ALL.to_vec(),
+            users_shards: UserShards::SINGLE,
+            user_shards: None,
             tls: None,
         }
     }
@@ -255,6 +266,7 @@ enum Setting {
     Join,
     Cookie,
     Services,
+    UsersShards,
     TlsCert,
     TlsKey,
     TlsCa,
@@ -282,7 +294,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 20] = [
+pub const KEYS: [Key; 21] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -369,6 +381,12 @@ pub const KEYS: [Key; 20] = [
         "services",
         "BULWARK_SERVICES",
         "--services",
+    ),
+    key(
+        Setting::UsersShards,
+        "users_shards",
+        "BULWARK_USERS_SHARDS",
+        "--users-shards",
     ),
     key(
         Setting::TlsCert,
@@ -595,22 +613,48 @@ impl Config {
             }
             Setting::Services => {
                 let mut services = Vec::new();
+                let mut shards: Option<Vec<u32>> = None;
                 for name in list(value) {
+                    if let Some(shard) = name.strip_prefix("users#") {
+                        let shard: u32 = shard
+                            .parse()
+                            .map_err(|_| invalid(format!("invalid shard {name:?}")))?;
+                        let here = shards.get_or_insert_with(Vec::new);
+                        if here.contains(&shard) || services.contains(&ShopService::Users) {
+                            return Err(invalid(format!("{name:?} is listed twice")));
+                        }
+                        here.push(shard);
+                        continue;
+                    }
                     let service = ShopService::from_name(name).ok_or_else(|| {
                         invalid(format!(
                             "unknown service {name:?}; the services are {}",
                             ShopService::ALL.map(ShopService::name).join(", ")
                         ))
                     })?;
-                    if services.contains(&service) {
+                    if services.contains(&service)
+                        || (service == ShopService::Users && shards.is_some())
+                    {
                         return Err(invalid(format!("{name:?} is listed twice")));
                     }
                     services.push(service);
+                }
+                if shards.is_some() {
+                    services.push(ShopService::Users);
+                    services.sort_unstable();
                 }
                 if services.is_empty() {
                     return Err(invalid("lists no service".to_owned()));
                 }
                 self.services = services;
+                self.user_shards = shards;
+            }
+            Setting::UsersShards => {
+                let count: u32 = value
+                    .parse()
+                    .map_err(|_| invalid(format!("invalid number {value:?}")))?;
+                self.users_shards = UserShards::new(count)
+                    .ok_or_else(|| invalid(format!("{count} is not between 1 and {SHARDS_MAX}")))?;
             }
             Setting::TlsCert | Setting::TlsKey | Setting::TlsCa => {
                 if value.is_empty() {
@@ -661,7 +705,20 @@ impl Config {
                 });
             }
         }
-        if !clustered && self.services.len() != ShopService::ALL.len() {
+        if let Some(shards) = &self.user_shards {
+            let count = self.users_shards.count();
+            if let Some(shard) = shards.iter().find(|&&shard| shard >= count) {
+                return Err(ConfigError::Invalid {
+                    key: sources.name(Setting::Services),
+                    message: format!(
+                        "users#{shard} is not a shard: users has {count} (set --users-shards)"
+                    ),
+                });
+            }
+        }
+        if !clustered
+            && (self.services.len() != ShopService::ALL.len() || self.user_shards.is_some())
+        {
             return Err(ConfigError::Invalid {
                 key: sources.name(Setting::Services),
                 message: "a node outside a cluster must run every service; \
@@ -680,7 +737,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 20] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 21] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -703,6 +760,7 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 20] {
             Setting::Join => value(&args.join),
             Setting::Cookie => value(&args.cookie),
             Setting::Services => value(&args.services),
+            Setting::UsersShards => value(&args.users_shards),
             Setting::TlsCert => value(&args.tls_cert),
             Setting::TlsKey => value(&args.tls_key),
             Setting::TlsCa => value(&args.tls_ca),
@@ -1006,6 +1064,44 @@ mod tests {
         let err = Config::load(&args, env(&[])).unwrap_err();
         assert!(
             err.to_string().starts_with("--cluster: TLS settings"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn users_shards_are_named_in_the_services_list() {
+        let args = ServeArgs {
+            cluster: Some("127.0.0.1:0".to_owned()),
+            cookie: Some("c".to_owned()),
+            services: Some("users#1,products".to_owned()),
+            users_shards: Some("2".to_owned()),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&args, env(&[])).unwrap();
+        assert_eq!(config.services, [ShopService::Users, ShopService::Products]);
+        assert_eq!(config.user_shards, Some(vec![1]));
+        assert_eq!(config.users_shards.count(), 2);
+        let args = ServeArgs {
+            users_shards: None,
+            ..args
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--services: users#1 is not a shard"),
+            "{err}"
+        );
+        let args = ServeArgs {
+            services: Some("users,users#0".to_owned()),
+            users_shards: Some("2".to_owned()),
+            ..args
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+        let err =
+            Config::load(&ServeArgs::default(), env(&[("BULWARK_USERS_SHARDS", "0")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("BULWARK_USERS_SHARDS: "),
             "{err}"
         );
     }

@@ -109,6 +109,8 @@ impl App {
         let mut shop = ShopConfig::new(&data_dir);
         shop.payments = config.payments.clone();
         shop.services.clone_from(&config.services);
+        shop.users = config.users_shards;
+        shop.user_shards.clone_from(&config.user_shards);
         let mut builder = bulwark_actors::install(Node::builder(node_config), &shop)?;
         if let Some(cluster) = cluster_config(&config)? {
             builder = builder.cluster(cluster);
@@ -118,7 +120,9 @@ impl App {
             info!(cluster_addr = %cluster.addr(), "cluster member");
         }
         info!(node = %config.node, data_dir = %data_dir.display(), %http_addr, "node started");
-        let server = Server::new(listener, node.clone(), config.edge);
+        let mut edge = config.edge;
+        edge.users_shards = config.users_shards;
+        let server = Server::new(listener, node.clone(), edge);
         Ok(Self {
             node,
             server,

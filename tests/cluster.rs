@@ -485,3 +485,169 @@ fn unusable_tls_files_stop_start_up_naming_the_file() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("garbage.pem"), "{stderr}");
 }
+
+/// n1 runs users#0 and the rest of the shop, n2 users#1.
+async fn sharded(client: &Client, data: &Path) -> (Server, Server) {
+    let shards = ["--users-shards".to_owned(), "2".to_owned()];
+    let n1 = node_with(
+        "n1",
+        data,
+        "users#0,products,payments,notifications,orders",
+        any_port(),
+        &[],
+        &shards,
+    );
+    let n2 = node_with(
+        "n2",
+        data,
+        "users#1",
+        any_port(),
+        &[n1.cluster.unwrap()],
+        &shards,
+    );
+    wait_for_members(client, &[&n1, &n2], &["n1", "n2"]).await;
+    (n1, n2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_in_two_shards_are_readable_everywhere_and_listed_once() {
+    const USERS: usize = 200;
+    const WRITERS: usize = 8;
+    let client = Client::new();
+    let data = tempfile::tempdir().unwrap();
+    let (n1, mut n2) = sharded(&client, data.path()).await;
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let (client, url) = (client.clone(), n1.url("/api/v1/users"));
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in (writer..USERS).step_by(WRITERS) {
+                let user = post(
+                    &client,
+                    url.clone(),
+                    json!({"username": format!("u{n}"), "email": format!("u{n}@example.com")}),
+                )
+                .await;
+                ids.push((user["id"].as_u64().unwrap(), format!("u{n}")));
+            }
+            ids
+        }));
+    }
+    let mut users = Vec::new();
+    for writer in writers {
+        users.extend(writer.await.unwrap());
+    }
+    assert_eq!(users.len(), USERS);
+    let on_shard_1 = users
+        .iter()
+        .filter(|(id, _)| bulwark_actors::jump_hash(*id, 2) == 1)
+        .count();
+    assert!(
+        (40..=160).contains(&on_shard_1),
+        "{on_shard_1} of {USERS} users on shard 1"
+    );
+    for edge in [&n1, &n2] {
+        for (id, name) in &users {
+            let (status, body) = get(&client, edge.url(&format!("/api/v1/users/{id}"))).await;
+            assert_eq!(status, StatusCode::OK, "user {id} through {}", edge.addr);
+            assert_eq!(&body["username"], name.as_str());
+        }
+    }
+    // Every page through the other edge: each user exactly once, by id.
+    let mut listed = Vec::new();
+    for page in 1..=7 {
+        let (status, body) = get(
+            &client,
+            n2.url(&format!("/api/v1/users?page={page}&page_size=30")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["total"], USERS);
+        listed.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_u64().unwrap()),
+        );
+    }
+    let mut expected: Vec<u64> = users.iter().map(|(id, _)| *id).collect();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+
+    // The split is real: with n2 gone, exactly its shard's users answer 503.
+    n2.child.kill().unwrap();
+    n2.exit_status(process::SHUTDOWN_TIMEOUT).await;
+    let (id_0, _) = users
+        .iter()
+        .find(|(id, _)| bulwark_actors::jump_hash(*id, 2) == 0)
+        .unwrap();
+    let (id_1, _) = users
+        .iter()
+        .find(|(id, _)| bulwark_actors::jump_hash(*id, 2) == 1)
+        .unwrap();
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let (status, _) = get(&client, n1.url(&format!("/api/v1/users/{id_1}"))).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shard 1 still answers: {status}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    let (status, _) = get(&client, n1.url(&format!("/api/v1/users/{id_0}"))).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usernames_and_emails_stay_unique_across_shards() {
+    let client = Client::new();
+    let data = tempfile::tempdir().unwrap();
+    let (n1, n2) = sharded(&client, data.path()).await;
+    let first = post(
+        &client,
+        n1.url("/api/v1/users"),
+        json!({"username": "ada", "email": "ada@example.com"}),
+    )
+    .await;
+    // Creates land on a random shard: a dozen tries cross shards.
+    for n in 0..12 {
+        let edge = if n % 2 == 0 { &n1 } else { &n2 };
+        for body in [
+            json!({"username": "ADA", "email": format!("other{n}@example.com")}),
+            json!({"username": format!("other{n}"), "email": "Ada@Example.com"}),
+        ] {
+            let response = client
+                .post(edge.url("/api/v1/users"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::CONFLICT, "{body}");
+        }
+    }
+    // A value given up becomes free again: ada renames, then "ada" is
+    // taken by someone else, and ada cannot take it back.
+    let response = client
+        .put(n2.url(&format!("/api/v1/users/{}", first["id"])))
+        .json(&json!({"username": "ada-lovelace"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    post(
+        &client,
+        n2.url("/api/v1/users"),
+        json!({"username": "ada", "email": "second-ada@example.com"}),
+    )
+    .await;
+    let response = client
+        .put(n1.url(&format!("/api/v1/users/{}", first["id"])))
+        .json(&json!({"username": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let (_, body) = get(&client, n1.url("/api/v1/users?page=1&page_size=10")).await;
+    assert_eq!(body["total"], 2);
+}

@@ -48,3 +48,4 @@ pub use products::messages::{
 pub use shop::{ShopConfig, ShopService, ShopSetupError, install};
 pub use users::Users;
 pub use users::messages::{NewUser, User, UserPatch, UsersRequest, UsersResponse};
+pub use users::shards::{SHARDED_LIST_DEPTH_MAX, SHARDS_MAX, UserShards, call_users, jump_hash};

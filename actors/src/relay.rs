@@ -42,8 +42,9 @@ impl Kick {
 /// What a relay is started with.
 #[derive(Debug, Clone)]
 pub(crate) struct RelayArgs {
-    /// Prefix of the event ids: the owning service's name.
-    pub(crate) service: &'static str,
+    /// Prefix of the event ids: the owning service instance's name (a
+    /// shard's own, so two shards' ids never collide).
+    pub(crate) service: Arc<str>,
     pub(crate) outbox: Outbox<EventKind>,
     pub(crate) router: Router,
     pub(crate) kick: Kick,
@@ -57,8 +58,20 @@ pub(crate) fn with_relay<S: Service>(
     router: Router,
     kick: Kick,
 ) -> ServiceTree<S> {
+    with_relay_as(tree, Arc::from(S::NAME), outbox, router, kick)
+}
+
+/// [`with_relay`] for a service instance named `source` (a shard), whose
+/// event ids start with that name.
+pub(crate) fn with_relay_as<S: Service>(
+    tree: ServiceTree<S>,
+    source: Arc<str>,
+    outbox: Outbox<EventKind>,
+    router: Router,
+    kick: Kick,
+) -> ServiceTree<S> {
     let args = RelayArgs {
-        service: S::NAME,
+        service: source,
         outbox,
         router,
         kick,
@@ -110,7 +123,7 @@ impl RelayActor {
             // them to no one.
             Ok(0) => {
                 warn!(
-                    service = args.service,
+                    service = %args.service,
                     count = seqs.len(),
                     "no subscriber for events; will retry"
                 );
@@ -119,11 +132,11 @@ impl RelayActor {
             }
             Ok(_) => {
                 args.outbox.confirm(&seqs).await?;
-                debug!(service = args.service, count = seqs.len(), "events relayed");
+                debug!(service = %args.service, count = seqs.len(), "events relayed");
                 Ok(full)
             }
             Err(err) => {
-                warn!(service = args.service, count = seqs.len(), error = %err, "events not confirmed; will retry");
+                warn!(service = %args.service, count = seqs.len(), error = %err, "events not confirmed; will retry");
                 tokio::time::sleep(RETRY_DELAY).await;
                 Ok(false)
             }
@@ -154,7 +167,7 @@ impl Actor for RelayActor {
         let more = match Self::pass(args).await {
             Ok(more) => more,
             Err(err) => {
-                warn!(service = args.service, error = %err, "relay pass failed");
+                warn!(service = %args.service, error = %err, "relay pass failed");
                 tokio::time::sleep(RETRY_DELAY).await;
                 false
             }

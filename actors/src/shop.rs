@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use bulwark_runtime::{NodeBuilder, ServiceConfig};
 use bulwark_storage::{Store, StoreConfig, StoreError};
 
+use crate::users::shards::UserShards;
 use crate::{Notifications, Orders, Payments, PaymentsConfig, Products, Users};
 
 /// One of the shop's services, as `--services` names it.
@@ -66,6 +67,10 @@ pub struct ShopConfig {
     /// The services this node runs (all five on a single node; in a
     /// cluster, each node its share).
     pub services: Vec<ShopService>,
+    /// How users is split across the cluster.
+    pub users: UserShards,
+    /// The users shards this node runs, when it runs users; `None`: all.
+    pub user_shards: Option<Vec<u32>>,
 }
 
 impl ShopConfig {
@@ -78,6 +83,8 @@ impl ShopConfig {
             bounds: ServiceConfig::default(),
             store: StoreConfig::default(),
             services: ShopService::ALL.to_vec(),
+            users: UserShards::SINGLE,
+            user_shards: None,
         }
     }
 }
@@ -120,11 +127,13 @@ pub fn install(
             continue;
         }
         let name = service.name();
+        if service == ShopService::Users {
+            builder = install_users(builder, config)?;
+            continue;
+        }
         let store = open(name)?;
         builder = match service {
-            ShopService::Users => {
-                builder.service(Users::new(store).map_err(wrap(name))?, config.bounds)
-            }
+            ShopService::Users => builder,
             ShopService::Products => {
                 builder.service(Products::new(store).map_err(wrap(name))?, config.bounds)
             }
@@ -136,10 +145,40 @@ pub fn install(
                 Notifications::new(store).map_err(wrap(name))?,
                 config.bounds,
             ),
-            ShopService::Orders => {
-                builder.service(Orders::new(store).map_err(wrap(name))?, config.bounds)
-            }
+            ShopService::Orders => builder.service(
+                Orders::new(store)
+                    .map_err(wrap(name))?
+                    .with_user_shards(config.users),
+                config.bounds,
+            ),
         };
+    }
+    Ok(builder)
+}
+
+/// Adds this node's users instances: the one `users`, or its shards, each
+/// on its own store (`users-<shard>`).
+fn install_users(
+    mut builder: NodeBuilder,
+    config: &ShopConfig,
+) -> Result<NodeBuilder, ShopSetupError> {
+    let shards = config.users;
+    let here: Vec<u32> = config
+        .user_shards
+        .clone()
+        .unwrap_or_else(|| (0..shards.count()).collect());
+    for shard in here {
+        let service = "users";
+        let folder = if shards.is_sharded() {
+            format!("users-{shard}")
+        } else {
+            service.to_owned()
+        };
+        let store = Store::open(config.data_dir.join(folder), config.store.clone())
+            .map_err(|source| ShopSetupError::Store { service, source })?;
+        let users = Users::shard(store, shards, shard)
+            .map_err(|source| ShopSetupError::Store { service, source })?;
+        builder = builder.instance(shards.instance(shard), users, config.bounds);
     }
     Ok(builder)
 }

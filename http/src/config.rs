@@ -1,5 +1,6 @@
 //! The edge's limits. Every one has a bound and a reason.
 
+use bulwark_actors::UserShards;
 use std::time::Duration;
 
 /// Default [`EdgeConfig::request_timeout`]: long enough for a write that
@@ -50,6 +51,9 @@ pub struct EdgeConfig {
     /// How long a shutdown lets in-flight requests finish before their
     /// connections are dropped.
     pub drain_timeout: Duration,
+    /// How users is split across the cluster: the edge sends each users
+    /// request to its shard and gathers lists from all of them.
+    pub users_shards: UserShards,
 }
 
 impl Default for EdgeConfig {
@@ -61,6 +65,7 @@ impl Default for EdgeConfig {
             concurrency_limit: CONCURRENCY_LIMIT_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             drain_timeout: DRAIN_TIMEOUT_DEFAULT,
+            users_shards: UserShards::SINGLE,
         }
     }
 }

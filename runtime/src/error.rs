@@ -164,7 +164,7 @@ pub enum CastError {
 pub enum NodeError {
     /// Two services with the same name were added.
     #[error("service `{0}` is added twice")]
-    DuplicateService(&'static str),
+    DuplicateService(String),
     /// A service's tree did not name an entry actor.
     #[error("service `{0}` has no entry actor: call ServiceTree::entry")]
     NoEntry(&'static str),

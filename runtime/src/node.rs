@@ -74,7 +74,7 @@ struct NodeParts {
 pub struct NodeBuilder {
     config: NodeConfig,
     cluster: Option<ClusterConfig>,
-    names: Vec<&'static str>,
+    names: Vec<Arc<str>>,
     registers: Vec<Register>,
 }
 
@@ -92,13 +92,31 @@ impl NodeBuilder {
     /// Adds a service with its bulkhead bounds. Services start in the order
     /// they are added and stop in reverse.
     #[must_use]
-    pub fn service<S: Service>(mut self, service: S, config: ServiceConfig) -> Self {
-        self.names.push(S::NAME);
+    pub fn service<S: Service>(self, service: S, config: ServiceConfig) -> Self {
+        self.instance(S::NAME, service, config)
+    }
+
+    /// Adds an instance of a service under its own name — a shard such as
+    /// `users#1` — so one node (or a cluster) can run several instances of
+    /// the same service type, each addressed by name
+    /// ([`Router::call_instance`](crate::Router::call_instance)). The
+    /// instance's actors live under that name in the tree.
+    #[must_use]
+    pub fn instance<S: Service>(
+        mut self,
+        name: impl Into<Arc<str>>,
+        service: S,
+        config: ServiceConfig,
+    ) -> Self {
+        let name: Arc<str> = name.into();
+        self.names.push(Arc::clone(&name));
         self.registers.push(Box::new(move |parts: NodeParts| {
             let slot = ServiceSlot::<S>::new(config);
-            parts.router.register(&slot, &service.topics());
+            parts
+                .router
+                .register(Arc::clone(&name), &slot, &service.topics());
             let service = Arc::new(service);
-            Box::new(move || Box::pin(start_service(service, slot, parts)))
+            Box::new(move || Box::pin(start_service(name, service, slot, parts)))
         }));
         self
     }
@@ -122,7 +140,7 @@ impl NodeBuilder {
     pub async fn start(self) -> Result<Node, NodeError> {
         for (i, name) in self.names.iter().enumerate() {
             if self.names[..i].contains(name) {
-                return Err(NodeError::DuplicateService(name));
+                return Err(NodeError::DuplicateService(name.to_string()));
             }
         }
         let config = Arc::new(self.config);
@@ -172,7 +190,7 @@ impl NodeBuilder {
 }
 
 struct RunningService {
-    name: &'static str,
+    name: Arc<str>,
     /// Cancelled at shutdown: the keeper then stops the service's root.
     stop: CancellationToken,
     keeper: tokio::task::JoinHandle<()>,
@@ -295,19 +313,21 @@ async fn stop_services(services: Vec<RunningService>) {
     for service in services.into_iter().rev() {
         service.stop.cancel();
         if let Err(err) = service.keeper.await {
-            error!(service = service.name, error = %err, "service keeper failed");
+            error!(service = %service.name, error = %err, "service keeper failed");
         }
     }
 }
 
 /// Starts one service and the keeper task that watches its root.
 async fn start_service<S: Service>(
+    instance: Arc<str>,
     service: Arc<S>,
     slot: Arc<ServiceSlot<S>>,
     parts: NodeParts,
 ) -> Result<RunningService, NodeError> {
     let stop = CancellationToken::new();
     let keeper = Keeper {
+        instance: Arc::clone(&instance),
         service,
         slot,
         ctx: ServiceContext {
@@ -323,7 +343,7 @@ async fn start_service<S: Service>(
     let stop = keeper.stop.clone();
     let keeper = tokio::spawn(keeper.run(root, join));
     Ok(RunningService {
-        name: S::NAME,
+        name: instance,
         stop,
         keeper,
     })
@@ -333,6 +353,8 @@ async fn start_service<S: Service>(
 /// service down and restarts it after a backoff — the node heals itself, as
 /// an orchestrator restarts a crashed pod.
 struct Keeper<S: Service> {
+    /// The instance's name: its router name and its tree path.
+    instance: Arc<str>,
     service: Arc<S>,
     slot: Arc<ServiceSlot<S>>,
     ctx: ServiceContext,
@@ -352,15 +374,18 @@ impl<S: Service> Keeper<S> {
             .into_spec(&self.slot)
             .ok_or(NodeError::NoEntry(S::NAME))?;
         let (root, join) =
-            SupervisorActor::spawn(S::NAME.to_owned(), spec, self.parts.tree.clone())
+            SupervisorActor::spawn(self.instance.to_string(), spec, self.parts.tree.clone())
                 .await
                 .map_err(|source| NodeError::ServiceStart {
                     service: S::NAME,
                     source,
                 })?;
-        self.parts
-            .tree
-            .set_running(S::NAME, ChildKind::Supervisor, root.get_cell(), restarts);
+        self.parts.tree.set_running(
+            &self.instance,
+            ChildKind::Supervisor,
+            root.get_cell(),
+            restarts,
+        );
         Ok((root, join))
     }
 
@@ -383,9 +408,11 @@ impl<S: Service> Keeper<S> {
                 return;
             }
             self.slot.set_down();
-            self.parts.tree.set_stopped(S::NAME, ActorState::Down);
+            self.parts
+                .tree
+                .set_stopped(&self.instance, ActorState::Down);
             error!(
-                service = S::NAME,
+                service = %self.instance,
                 "root supervisor gave up; the service is down"
             );
             if up_since.elapsed() >= reset_after {
@@ -397,7 +424,7 @@ impl<S: Service> Keeper<S> {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = self.stop.cancelled() => {
-                        self.parts.tree.remove(S::NAME);
+                        self.parts.tree.remove(&self.instance);
                         self.wait_tasks().await;
                         return;
                     }
@@ -405,7 +432,7 @@ impl<S: Service> Keeper<S> {
                 restarts = restarts.saturating_add(1);
                 match self.start_root(restarts).await {
                     Ok((new_root, new_join)) => {
-                        info!(service = S::NAME, restarts, "service restarted by the node");
+                        info!(service = %self.instance, restarts, "service restarted by the node");
                         root = new_root;
                         join = new_join;
                         up_since = Instant::now();
@@ -413,8 +440,10 @@ impl<S: Service> Keeper<S> {
                     }
                     Err(err) => {
                         self.slot.set_down();
-                        self.parts.tree.set_stopped(S::NAME, ActorState::Down);
-                        warn!(service = S::NAME, error = %err, "service restart failed");
+                        self.parts
+                            .tree
+                            .set_stopped(&self.instance, ActorState::Down);
+                        warn!(service = %self.instance, error = %err, "service restart failed");
                     }
                 }
             }
@@ -431,7 +460,7 @@ impl<S: Service> Keeper<S> {
             .is_err()
         {
             warn!(
-                service = S::NAME,
+                service = %self.instance,
                 tasks = self.ctx.tasks.len(),
                 "service tasks did not finish in time"
             );
@@ -442,7 +471,7 @@ impl<S: Service> Keeper<S> {
         let timeout = self.parts.config.shutdown_timeout;
         if root.stop_and_wait(None, Some(timeout)).await.is_err() {
             warn!(
-                service = S::NAME,
+                service = %self.instance,
                 "service did not stop in time; killing it"
             );
             root.kill();
@@ -452,7 +481,7 @@ impl<S: Service> Keeper<S> {
         }
         self.wait_tasks().await;
         self.slot.set_down();
-        self.parts.tree.remove(S::NAME);
-        info!(service = S::NAME, "service stopped");
+        self.parts.tree.remove(&self.instance);
+        info!(service = %self.instance, "service stopped");
     }
 }

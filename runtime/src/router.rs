@@ -216,9 +216,10 @@ type RemoteHandler = Arc<
 struct RouterInner {
     node: Arc<str>,
     call_timeout: Duration,
-    services: DashMap<&'static str, Registered>,
-    /// How to serve each local service for remote callers.
-    handlers: DashMap<&'static str, RemoteHandler>,
+    /// Local service instances by name (`users`, or a shard's `users#1`).
+    services: DashMap<Arc<str>, Registered>,
+    /// How to serve each local instance for remote callers.
+    handlers: DashMap<Arc<str>, RemoteHandler>,
     /// Links to the nodes running services that have no local instance.
     remotes: DashMap<String, Link>,
     /// Links to the nodes with subscribers of each topic.
@@ -283,7 +284,12 @@ impl Router {
         }
     }
 
-    pub(crate) fn register<S: Service>(&self, slot: &Arc<ServiceSlot<S>>, topics: &[&'static str]) {
+    pub(crate) fn register<S: Service>(
+        &self,
+        instance: Arc<str>,
+        slot: &Arc<ServiceSlot<S>>,
+        topics: &[&'static str],
+    ) {
         let typed: Arc<dyn Any + Send + Sync> = Arc::clone(slot) as _;
         let erased: Arc<dyn AnySlot> = Arc::clone(slot) as _;
         for topic in topics {
@@ -295,17 +301,21 @@ impl Router {
         }
         self.inner
             .services
-            .insert(S::NAME, Registered { typed, erased });
+            .insert(Arc::clone(&instance), Registered { typed, erased });
         // Weak: the handler lives inside the router it calls.
         let router = Arc::downgrade(&self.inner);
+        let name = Arc::clone(&instance);
         let handler: RemoteHandler = Arc::new(move |context, payload| {
             let router = router.clone();
+            let name = Arc::clone(&name);
             Box::pin(async move {
                 let inner = router.upgrade().ok_or(RemoteFailure::Unavailable)?;
-                Router { inner }.serve_remote::<S>(context, &payload).await
+                Router { inner }
+                    .serve_remote::<S>(&name, context, &payload)
+                    .await
             })
         });
-        self.inner.handlers.insert(S::NAME, handler);
+        self.inner.handlers.insert(instance, handler);
     }
 
     /// Routes calls to `service` over `link` while the service has no local
@@ -317,12 +327,15 @@ impl Router {
     /// Serves a call that arrived over a link, on the local instance only.
     async fn serve_remote<S: Service>(
         &self,
+        instance: &str,
         context: CallContext,
         payload: &[u8],
     ) -> Result<Vec<u8>, RemoteFailure> {
         let request: S::Request =
             codec::decode("request", payload).map_err(|e| RemoteFailure::Decode(e.to_string()))?;
-        let slot = self.slot::<S>().map_err(|_| RemoteFailure::Unavailable)?;
+        let slot = self
+            .slot::<S>(instance)
+            .map_err(|_| RemoteFailure::Unavailable)?;
         match self.call_local::<S>(&slot, context, request, true).await {
             Ok(response) => codec::encode("response", &response)
                 .map_err(|e| RemoteFailure::Decode(e.to_string())),
@@ -339,6 +352,7 @@ impl Router {
     /// A call to a service with no local instance, over its link.
     async fn call_remote<S: Service>(
         &self,
+        instance: &str,
         context: CallContext,
         request: S::Request,
     ) -> Result<S::Response, CallError<S::Error>> {
@@ -347,7 +361,7 @@ impl Router {
         let link = self
             .inner
             .remotes
-            .get(service)
+            .get(instance)
             .map(|l| l.clone())
             .ok_or(unavailable(UnavailableReason::NotRegistered))?;
         let payload = codec::encode("request", &request)
@@ -356,7 +370,7 @@ impl Router {
             codec::decode::<S::Response>("response", bytes)
                 .map_err(|_| unavailable(UnavailableReason::Codec))
         };
-        match link.call(service, &context, payload).await {
+        match link.call(instance, &context, payload).await {
             Ok(bytes) => decoded(&bytes),
             Err(LinkError::Closed { .. }) => Err(unavailable(UnavailableReason::Unreachable)),
             Err(LinkError::Overloaded { .. }) => Err(CallError::Overloaded {
@@ -415,27 +429,34 @@ impl Router {
         self.inner.services.get(service).map(|r| r.erased.load())
     }
 
-    /// Every registered service and its status, by name.
+    /// Every local service instance and its status, by name.
     #[must_use]
-    pub fn services(&self) -> Vec<(&'static str, ServiceStatus)> {
+    pub fn services(&self) -> Vec<(Arc<str>, ServiceStatus)> {
         let mut all: Vec<_> = self
             .inner
             .services
             .iter()
-            .map(|r| (*r.key(), r.erased.status()))
+            .map(|r| (Arc::clone(r.key()), r.erased.status()))
             .collect();
-        all.sort_unstable_by_key(|(name, _)| *name);
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         all
     }
 
-    fn slot<S: Service>(&self) -> Result<Arc<ServiceSlot<S>>, UnavailableReason> {
+    /// Whether a service instance of that name runs here or on a member
+    /// this node has heard from.
+    #[must_use]
+    pub fn knows(&self, instance: &str) -> bool {
+        self.inner.services.contains_key(instance) || self.inner.remotes.contains_key(instance)
+    }
+
+    fn slot<S: Service>(&self, instance: &str) -> Result<Arc<ServiceSlot<S>>, UnavailableReason> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(UnavailableReason::ShuttingDown);
         }
         let typed = self
             .inner
             .services
-            .get(S::NAME)
+            .get(instance)
             .map(|r| Arc::clone(&r.typed))
             .ok_or(UnavailableReason::NotRegistered)?;
         // A different type registered under the same name is a wiring bug;
@@ -463,7 +484,8 @@ impl Router {
         request: S::Request,
     ) -> Result<S::Response, CallError<S::Error>> {
         // A fresh context cannot have expired: skip the clock read.
-        self.call_in::<S>(self.context(), request, false).await
+        self.call_in::<S>(S::NAME, self.context(), request, false)
+            .await
     }
 
     /// Request/reply within `context` (its deadline, correlation id and
@@ -483,19 +505,47 @@ impl Router {
         context: CallContext,
         request: S::Request,
     ) -> Result<S::Response, CallError<S::Error>> {
-        self.call_in::<S>(context, request, true).await
+        self.call_in::<S>(S::NAME, context, request, true).await
+    }
+
+    /// Request/reply to the service instance named `instance` (a shard
+    /// such as `users#1`), local or on another node, with a fresh context.
+    ///
+    /// # Errors
+    /// See [`Router::call_with`].
+    pub async fn call_instance<S: Service>(
+        &self,
+        instance: &str,
+        request: S::Request,
+    ) -> Result<S::Response, CallError<S::Error>> {
+        self.call_in::<S>(instance, self.context(), request, false)
+            .await
+    }
+
+    /// [`Router::call_instance`] within `context`.
+    ///
+    /// # Errors
+    /// See [`Router::call_with`].
+    pub async fn call_instance_with<S: Service>(
+        &self,
+        instance: &str,
+        context: CallContext,
+        request: S::Request,
+    ) -> Result<S::Response, CallError<S::Error>> {
+        self.call_in::<S>(instance, context, request, true).await
     }
 
     async fn call_in<S: Service>(
         &self,
+        instance: &str,
         context: CallContext,
         request: S::Request,
         check_deadline: bool,
     ) -> Result<S::Response, CallError<S::Error>> {
-        let slot = match self.slot::<S>() {
+        let slot = match self.slot::<S>(instance) {
             Ok(slot) => slot,
             Err(UnavailableReason::NotRegistered) => {
-                return self.call_remote::<S>(context, request).await;
+                return self.call_remote::<S>(instance, context, request).await;
             }
             Err(reason) => {
                 return Err(CallError::Unavailable {
@@ -571,7 +621,7 @@ impl Router {
     ) -> Result<(), CastError> {
         let service = S::NAME;
         let unavailable = |reason| CastError::Unavailable { service, reason };
-        let slot = self.slot::<S>().map_err(unavailable)?;
+        let slot = self.slot::<S>(S::NAME).map_err(unavailable)?;
         let mailbox = slot
             .bulkhead
             .try_mailbox()
@@ -806,7 +856,7 @@ impl Inbound for Router {
                 .inner
                 .services
                 .iter()
-                .map(|r| (*r.key()).to_owned())
+                .map(|r| r.key().to_string())
                 .collect(),
             topics: self
                 .inner

@@ -15,6 +15,7 @@ use dashmap::DashMap;
 
 use crate::common::ShopError;
 use crate::relay::{Kick, with_relay};
+use crate::users::shards::UserShards;
 use actor::{OrdersActor, OrdersState};
 use messages::{OrdersRequest, OrdersResponse};
 use saga::Sagas;
@@ -26,6 +27,7 @@ pub struct Orders {
     store: OrdersStore,
     kick: Kick,
     running: Arc<DashMap<u64, ()>>,
+    users: UserShards,
 }
 
 impl Orders {
@@ -38,7 +40,16 @@ impl Orders {
             store: OrdersStore::open(store)?,
             kick: Kick::default(),
             running: Arc::default(),
+            users: UserShards::SINGLE,
         })
+    }
+
+    /// Reaches users split into `shards` (the saga validates each order's
+    /// user on its shard).
+    #[must_use]
+    pub fn with_user_shards(mut self, shards: UserShards) -> Self {
+        self.users = shards;
+        self
     }
 }
 
@@ -52,6 +63,7 @@ impl Service for Orders {
         let sagas = Sagas::new(
             self.store.clone(),
             ctx.router.clone(),
+            self.users,
             self.kick.clone(),
             Arc::clone(&self.running),
             ctx.shutdown.clone(),

@@ -25,7 +25,8 @@ use crate::payments::messages::{PaymentStatus, PaymentsRequest, PaymentsResponse
 use crate::products::messages::ProductsRequest;
 use crate::relay::Kick;
 use crate::users::messages::UsersRequest;
-use crate::{Payments, Products, Users};
+use crate::users::shards::{UserShards, call_users};
+use crate::{Payments, Products};
 
 /// Deadline of one step's call.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,6 +51,8 @@ enum Outcome {
 pub(crate) struct Sagas {
     store: OrdersStore,
     router: Router,
+    /// How users is split, to reach an order's user on its shard.
+    users: UserShards,
     kick: Kick,
     /// Orders whose saga task is running; shared across actor restarts so
     /// a restarted entry never starts a second task for the same order.
@@ -104,6 +107,7 @@ impl Sagas {
     pub(crate) fn new(
         store: OrdersStore,
         router: Router,
+        users: UserShards,
         kick: Kick,
         running: Arc<DashMap<u64, ()>>,
         stop: CancellationToken,
@@ -112,6 +116,7 @@ impl Sagas {
         Self {
             store,
             router,
+            users,
             kick,
             running,
             stop,
@@ -216,10 +221,11 @@ impl Sagas {
         let router = &self.router;
         let done = |event| Ok::<_, CallError<ShopError>>(Outcome::Record(event));
         let result = match step {
-            Step::ValidateUser => router
-                .call_with::<Users>(ctx, UsersRequest::Get(state.user_id))
-                .await
-                .and_then(|_| done(OrderEvent::UserValidated)),
+            Step::ValidateUser => {
+                call_users(router, self.users, ctx, UsersRequest::Get(state.user_id))
+                    .await
+                    .and_then(|_| done(OrderEvent::UserValidated))
+            }
             Step::Reserve => router
                 .call_with::<Products>(
                     ctx,

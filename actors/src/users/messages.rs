@@ -55,6 +55,30 @@ pub enum UsersRequest {
     },
     /// Delete one (`UsersResponse::Deleted`).
     Delete(u64),
+    /// Between shards: claim a unique value (`username:<lower-cased>` or
+    /// `email:<lower-cased>`) on the shard that owns it, for a user about
+    /// to be written with it (`UsersResponse::Claimed`; `Conflict` when
+    /// another user holds it).
+    Claim {
+        /// The claim key.
+        key: String,
+        /// The user that wants the value.
+        user_id: u64,
+    },
+    /// Between shards: whether this shard's user `user_id` has the value of
+    /// `key`, or is being written with it (`UsersResponse::Holds`).
+    Holds {
+        /// The claim key.
+        key: String,
+        /// The user.
+        user_id: u64,
+    },
+    /// The first `limit` users by id and the shard's total
+    /// (`UsersResponse::Page`): one shard's part of a sharded list.
+    Head {
+        /// How many users at most.
+        limit: u32,
+    },
 }
 
 /// What the users service answers.
@@ -66,4 +90,8 @@ pub enum UsersResponse {
     Page(Page<User>),
     /// The user is gone.
     Deleted,
+    /// The claim is recorded for the user.
+    Claimed,
+    /// Whether the user holds the value.
+    Holds(bool),
 }

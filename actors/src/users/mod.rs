@@ -2,33 +2,47 @@
 
 mod actor;
 pub(crate) mod messages;
+pub(crate) mod shards;
 mod store;
 
 use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
 
 use crate::common::ShopError;
-use crate::relay::{Kick, with_relay};
-use actor::{UsersActor, UsersState};
+use crate::relay::{Kick, with_relay_as};
+use actor::{ShardState, UsersActor, UsersState};
 use messages::{UsersRequest, UsersResponse};
+use shards::UserShards;
 use store::UsersStore;
 
-/// The users service. Holds its open store, which outlives actor restarts.
+/// The users service (one instance, or one shard of several). Holds its
+/// open store and its shard state, which outlive actor restarts.
 #[derive(Debug)]
 pub struct Users {
     store: UsersStore,
     kick: Kick,
+    shard: ShardState,
 }
 
 impl Users {
-    /// The service on an open store.
+    /// The service on an open store, unsharded.
     ///
     /// # Errors
     /// A [`StoreError`] when the store's tables cannot be opened.
     pub fn new(store: Store) -> Result<Self, StoreError> {
+        Self::shard(store, UserShards::SINGLE, 0)
+    }
+
+    /// Shard `shard` of `shards` on an open store; run it under the name
+    /// `shards.instance(shard)`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the store's tables cannot be opened.
+    pub fn shard(store: Store, shards: UserShards, shard: u32) -> Result<Self, StoreError> {
         Ok(Self {
             store: UsersStore::open(store)?,
             kick: Kick::default(),
+            shard: ShardState::new(shards, shard),
         })
     }
 }
@@ -44,11 +58,15 @@ impl Service for Users {
             store: self.store.clone(),
             kick: self.kick.clone(),
             tasks: ctx.tasks.clone(),
+            router: ctx.router.clone(),
+            shard: self.shard.clone(),
         };
         let tree = ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (UsersActor::new(), state.clone()));
-        with_relay(
+        let instance = self.shard.shards.instance(self.shard.shard);
+        with_relay_as(
             tree,
+            instance.into(),
             self.store.outbox.clone(),
             ctx.router.clone(),
             self.kick.clone(),

@@ -14,6 +14,10 @@ pub(crate) struct UsersStore {
     users: Table<u64, User>,
     by_username: UniqueIndex<String>,
     by_email: UniqueIndex<String>,
+    /// Claims on unique values this shard owns, by claim key: the user
+    /// (on any shard) the value was last claimed for. Used only when
+    /// users is sharded.
+    claims: Table<String, u64>,
     ids: IdGenerator,
     pub(crate) outbox: Outbox<EventKind>,
 }
@@ -50,16 +54,52 @@ impl UsersStore {
             users: store.table("users")?,
             by_username: store.unique_index("users_by_username")?,
             by_email: store.unique_index("users_by_email")?,
+            claims: store.table("users_claims")?,
             ids: store.id_generator("users")?,
             outbox: store.outbox("events")?,
             store,
         })
     }
 
-    pub(crate) async fn create(&self, new: NewUser) -> Result<User, ShopError> {
-        let username = check_text("username", &new.username)?;
-        let email = check_email(&new.email)?;
-        let id = self.ids.next_id().await?;
+    /// The new user's fields, checked: (username, email).
+    pub(crate) fn check_new(new: &NewUser) -> Result<(String, String), ShopError> {
+        Ok((
+            check_text("username", &new.username)?,
+            check_email(&new.email)?,
+        ))
+    }
+
+    /// A patch's fields, checked: (username, email).
+    pub(crate) fn check_patch(
+        patch: &UserPatch,
+    ) -> Result<(Option<String>, Option<String>), ShopError> {
+        let username = patch
+            .username
+            .as_deref()
+            .map(|u| check_text("username", u))
+            .transpose()?;
+        let email = patch.email.as_deref().map(check_email).transpose()?;
+        Ok((username, email))
+    }
+
+    /// The next id of this store's generator for which `keep` holds (a
+    /// shard keeps the ids that map to itself).
+    pub(crate) async fn next_id(&self, keep: impl Fn(u64) -> bool) -> Result<u64, ShopError> {
+        loop {
+            let id = self.ids.next_id().await?;
+            if keep(id) {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Creates user `id` (from [`Self::next_id`]) with checked fields.
+    pub(crate) async fn create(
+        &self,
+        id: u64,
+        username: String,
+        email: String,
+    ) -> Result<User, ShopError> {
         let user = User {
             id,
             username,
@@ -99,13 +139,59 @@ impl UsersStore {
         Page::collect(self.users.iter(), page, |(_, user)| Ok(user))
     }
 
-    pub(crate) async fn update(&self, id: u64, patch: UserPatch) -> Result<User, ShopError> {
-        let username = patch
-            .username
-            .as_deref()
-            .map(|u| check_text("username", u))
-            .transpose()?;
-        let email = patch.email.as_deref().map(check_email).transpose()?;
+    /// The first `limit` users by id, and how many there are.
+    pub(crate) fn head(&self, limit: u32) -> Result<Page<User>, ShopError> {
+        let mut items = Vec::new();
+        let mut total = 0_u64;
+        for row in self.users.iter() {
+            let (_, user) = row?;
+            total += 1;
+            if items.len() < limit as usize {
+                items.push(user);
+            }
+        }
+        Ok(Page {
+            items,
+            total,
+            page: 1,
+            page_size: limit,
+        })
+    }
+
+    /// Whether user `id` has the value of claim `key` now.
+    pub(crate) fn has_value(&self, id: u64, key: &str) -> Result<bool, ShopError> {
+        let Some(user) = self.users.get(&id)? else {
+            return Ok(false);
+        };
+        Ok(match key.split_once(':') {
+            Some(("username", value)) => user.username.to_lowercase() == value,
+            Some(("email", value)) => user.email.to_lowercase() == value,
+            _ => false,
+        })
+    }
+
+    /// The user claim `key` was last recorded for.
+    pub(crate) fn claim_holder(&self, key: &str) -> Result<Option<u64>, ShopError> {
+        Ok(self.claims.get(&key.to_owned())?)
+    }
+
+    /// Durably records claim `key` for user `id`.
+    pub(crate) async fn record_claim(&self, key: &str, id: u64) -> Result<(), ShopError> {
+        let key = key.to_owned();
+        self.store
+            .write(|tx| {
+                self.claims.insert(tx, &key, &id)?;
+                Ok::<_, ShopError>(())
+            })
+            .await
+    }
+
+    pub(crate) async fn update(
+        &self,
+        id: u64,
+        username: Option<String>,
+        email: Option<String>,
+    ) -> Result<User, ShopError> {
         self.store
             .write(|tx| {
                 let mut user = self

@@ -60,7 +60,7 @@ pub(crate) fn members(node: &Node) -> Vec<MemberBody> {
                 .router()
                 .services()
                 .into_iter()
-                .map(|(name, _)| name.to_owned())
+                .map(|(name, _)| name.to_string())
                 .collect(),
         }],
     }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use bulwark_actors::{
     LineItem, Order, Orders, OrdersRequest, OrdersResponse, PlaceOrder, Products, ProductsRequest,
-    ProductsResponse, ShopError, Users, UsersRequest, UsersResponse,
+    ProductsResponse, ShopError, UsersRequest, UsersResponse, call_users,
 };
 use bulwark_runtime::CallError;
 use futures::future::join_all;
@@ -224,9 +224,13 @@ pub(crate) async fn get(
         if !expand_user {
             return Ok(None);
         }
-        let found = router
-            .call_with::<Users>(context.call_context(), UsersRequest::Get(user_id))
-            .await;
+        let found = call_users(
+            router,
+            state.config.users_shards,
+            context.call_context(),
+            UsersRequest::Get(user_id),
+        )
+        .await;
         match found {
             Ok(UsersResponse::User(user)) => serde_json::to_value(UserBody::from(user))
                 .map(Some)

@@ -36,8 +36,8 @@ pub(crate) struct ReadyBody {
 /// One service's status.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct ServiceBody {
-    /// The service's name.
-    name: &'static str,
+    /// The service's name (a shard's: `users#1`).
+    name: String,
     /// `up`, `starting` or `down`.
     status: &'static str,
 }
@@ -65,7 +65,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
         .services()
         .into_iter()
         .map(|(name, status)| ServiceBody {
-            name,
+            name: name.to_string(),
             status: match status {
                 ServiceStatus::Up => "up",
                 ServiceStatus::Starting => "starting",

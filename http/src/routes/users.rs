@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bulwark_actors::{NewUser, User, UserPatch, Users, UsersRequest, UsersResponse};
+use bulwark_actors::{NewUser, User, UserPatch, UsersRequest, UsersResponse, call_users};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -87,11 +87,13 @@ pub(crate) async fn create(
         username: body.username,
         email: body.email,
     });
-    let response = state
-        .node
-        .router()
-        .call_with::<Users>(context.call_context(), request)
-        .await?;
+    let response = call_users(
+        state.node.router(),
+        state.config.users_shards,
+        context.call_context(),
+        request,
+    )
+    .await?;
     let user = user(response, "Create")?;
     let location = format!("/api/v1/users/{}", user.id);
     Ok(created(&location, user.version, UserBody::from(user)))
@@ -114,11 +116,13 @@ pub(crate) async fn get(
     Path(id): Path<IdParam>,
 ) -> Result<Response, ApiError> {
     let id = id.get("user")?;
-    let response = state
-        .node
-        .router()
-        .call_with::<Users>(context.call_context(), UsersRequest::Get(id))
-        .await?;
+    let response = call_users(
+        state.node.router(),
+        state.config.users_shards,
+        context.call_context(),
+        UsersRequest::Get(id),
+    )
+    .await?;
     let user = user(response, "Get")?;
     Ok(single(&headers, user.version, UserBody::from(user)))
 }
@@ -138,11 +142,13 @@ pub(crate) async fn list(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = query.request()?;
-    let response = state
-        .node
-        .router()
-        .call_with::<Users>(context.call_context(), UsersRequest::List(page))
-        .await?;
+    let response = call_users(
+        state.node.router(),
+        state.config.users_shards,
+        context.call_context(),
+        UsersRequest::List(page),
+    )
+    .await?;
     match response {
         UsersResponse::Page(page) => {
             Ok(Json(PageBody::from_page(page, UserBody::from)).into_response())
@@ -177,11 +183,13 @@ pub(crate) async fn update(
             email: body.email,
         },
     };
-    let response = state
-        .node
-        .router()
-        .call_with::<Users>(context.call_context(), request)
-        .await?;
+    let response = call_users(
+        state.node.router(),
+        state.config.users_shards,
+        context.call_context(),
+        request,
+    )
+    .await?;
     let user = user(response, "Update")?;
     Ok(changed(user.version, UserBody::from(user)))
 }
@@ -201,11 +209,13 @@ pub(crate) async fn delete(
     Path(id): Path<IdParam>,
 ) -> Result<Response, ApiError> {
     let id = id.get("user")?;
-    let response = state
-        .node
-        .router()
-        .call_with::<Users>(context.call_context(), UsersRequest::Delete(id))
-        .await?;
+    let response = call_users(
+        state.node.router(),
+        state.config.users_shards,
+        context.call_context(),
+        UsersRequest::Delete(id),
+    )
+    .await?;
     match response {
         UsersResponse::Deleted => Ok(StatusCode::NO_CONTENT.into_response()),
         _ => Err(unexpected("users", "Delete")),

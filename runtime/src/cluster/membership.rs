@@ -223,7 +223,7 @@ impl Cluster {
                 .router
                 .services()
                 .into_iter()
-                .map(|(name, _)| name.to_owned())
+                .map(|(name, _)| name.to_string())
                 .collect(),
         };
         std::iter::once(local).chain(others).collect()
