@@ -121,16 +121,22 @@ struct Three {
 /// users on n1, products on n2, orders + payments + notifications on n3;
 /// n2 and n3 join through n1 only.
 async fn three(client: &Client) -> Three {
+    three_with(client, &[]).await
+}
+
+/// [`three`] with extra flags for n3 (orders, payments, notifications).
+async fn three_with(client: &Client, n3_flags: &[String]) -> Three {
     let data = tempfile::tempdir().unwrap();
     let n1 = node("n1", data.path(), "users", any_port(), &[]);
     let seed = n1.cluster.unwrap();
     let n2 = node("n2", data.path(), "products", any_port(), &[seed]);
-    let n3 = node(
+    let n3 = node_with(
         "n3",
         data.path(),
         "orders,payments,notifications",
         any_port(),
         &[seed],
+        n3_flags,
     );
     wait_for_members(client, &[&n1, &n2, &n3], &["n1", "n2", "n3"]).await;
     Three {
@@ -285,6 +291,80 @@ async fn a_killed_node_fails_fast_with_503_and_serves_again_after_restart() {
         "the acknowledged stock change survived"
     );
     full_flow(&client, &cluster.n3, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_that_span_a_node_loss_end_completed_or_cancelled_once_it_is_back() {
+    const ORDERS: usize = 6;
+    let client = Client::new();
+    // A slow provider keeps the sagas in flight while products goes away.
+    let latency = ["--payments-latency-ms".to_owned(), "300".to_owned()];
+    let mut cluster = three_with(&client, &latency).await;
+    let user = post(
+        &client,
+        cluster.n1.url("/api/v1/users"),
+        json!({"username": "spanner", "email": "spanner@example.com"}),
+    )
+    .await;
+    let product = post(
+        &client,
+        cluster.n1.url("/api/v1/products"),
+        json!({"name": "lamp", "price": 3.5, "quantity": 100}),
+    )
+    .await;
+    let mut orders = Vec::new();
+    for _ in 0..ORDERS {
+        let order = post(
+            &client,
+            cluster.n3.url("/api/v1/orders"),
+            json!({"user_id": user["id"], "items": [{"product_id": product["id"], "quantity": 2, "price": 3.5}]}),
+        )
+        .await;
+        orders.push(order["id"].as_u64().unwrap());
+    }
+    let n2_cluster = cluster.n2.cluster.unwrap();
+    cluster.n2.child.kill().unwrap();
+    cluster.n2.exit_status(process::SHUTDOWN_TIMEOUT).await;
+    cluster.n2 = node(
+        "n2",
+        cluster._data.path(),
+        "products",
+        n2_cluster,
+        &[cluster.n1.cluster.unwrap()],
+    );
+    let mut completed = 0;
+    for id in &orders {
+        let order = settled_order(&client, cluster.n1.url(&format!("/api/v1/orders/{id}"))).await;
+        match order["status"].as_str().unwrap() {
+            "completed" => completed += 1,
+            "cancelled" => {}
+            other => panic!("order {id} ended {other}"),
+        }
+        let (_, payments) = get(
+            &client,
+            cluster.n1.url(&format!("/api/v1/payments?order_id={id}")),
+        )
+        .await;
+        let paid = payments["status"] == "charged";
+        assert_eq!(
+            paid,
+            order["status"] == "completed",
+            "order {order} payment {payments}"
+        );
+    }
+    let (status, body) = get(
+        &client,
+        cluster
+            .n1
+            .url(&format!("/api/v1/products/{}", product["id"])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["quantity"],
+        100 - 2 * completed,
+        "stock matches completed orders"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,13 +213,23 @@ type RemoteHandler = Arc<
         + Sync,
 >;
 
+/// Delivers a cast that arrived over a link to the local instance.
+type RemoteCastHandler = Arc<dyn Fn(CallContext, &[u8]) -> Result<(), CastError> + Send + Sync>;
+
+/// How a local instance is served to other nodes.
+#[derive(Clone)]
+struct RemoteHandlers {
+    call: RemoteHandler,
+    cast: RemoteCastHandler,
+}
+
 struct RouterInner {
     node: Arc<str>,
     call_timeout: Duration,
     /// Local service instances by name (`users`, or a shard's `users#1`).
     services: DashMap<Arc<str>, Registered>,
     /// How to serve each local instance for remote callers.
-    handlers: DashMap<Arc<str>, RemoteHandler>,
+    handlers: DashMap<Arc<str>, RemoteHandlers>,
     /// Links to the nodes running services that have no local instance.
     remotes: DashMap<String, Link>,
     /// Links to the nodes with subscribers of each topic.
@@ -315,7 +325,27 @@ impl Router {
                     .await
             })
         });
-        self.inner.handlers.insert(instance, handler);
+        let router = Arc::downgrade(&self.inner);
+        let name = Arc::clone(&instance);
+        let cast: RemoteCastHandler = Arc::new(move |context, payload| {
+            let unavailable = |reason| CastError::Unavailable {
+                service: S::NAME,
+                reason,
+            };
+            let inner = router
+                .upgrade()
+                .ok_or(unavailable(UnavailableReason::ShuttingDown))?;
+            let request: S::Request = codec::decode("request", payload)
+                .map_err(|_| unavailable(UnavailableReason::Codec))?;
+            Router { inner }.cast_local::<S>(&name, context, request)
+        });
+        self.inner.handlers.insert(
+            instance,
+            RemoteHandlers {
+                call: handler,
+                cast,
+            },
+        );
     }
 
     /// Routes calls to `service` over `link` while the service has no local
@@ -619,9 +649,60 @@ impl Router {
         context: CallContext,
         request: S::Request,
     ) -> Result<(), CastError> {
+        match self.slot::<S>(S::NAME) {
+            Err(UnavailableReason::NotRegistered) => {
+                self.cast_remote::<S>(S::NAME, &context, &request)
+            }
+            slot => self.cast_to::<S>(slot, context, request),
+        }
+    }
+
+    /// A cast to the local instance named `instance`.
+    fn cast_local<S: Service>(
+        &self,
+        instance: &str,
+        context: CallContext,
+        request: S::Request,
+    ) -> Result<(), CastError> {
+        self.cast_to::<S>(self.slot::<S>(instance), context, request)
+    }
+
+    /// A cast to an instance with no local slot, over its link.
+    fn cast_remote<S: Service>(
+        &self,
+        instance: &str,
+        context: &CallContext,
+        request: &S::Request,
+    ) -> Result<(), CastError> {
         let service = S::NAME;
         let unavailable = |reason| CastError::Unavailable { service, reason };
-        let slot = self.slot::<S>(S::NAME).map_err(unavailable)?;
+        let link = self
+            .inner
+            .remotes
+            .get(instance)
+            .map(|l| l.clone())
+            .ok_or(unavailable(UnavailableReason::NotRegistered))?;
+        let payload =
+            codec::encode("request", request).map_err(|_| unavailable(UnavailableReason::Codec))?;
+        link.cast(instance, context, payload)
+            .map_err(|err| match err {
+                LinkError::Overloaded { .. } => CastError::Overloaded {
+                    service,
+                    bound: OverloadedBound::Mailbox,
+                },
+                _ => unavailable(UnavailableReason::Unreachable),
+            })
+    }
+
+    fn cast_to<S: Service>(
+        &self,
+        slot: Result<Arc<ServiceSlot<S>>, UnavailableReason>,
+        context: CallContext,
+        request: S::Request,
+    ) -> Result<(), CastError> {
+        let service = S::NAME;
+        let unavailable = |reason| CastError::Unavailable { service, reason };
+        let slot = slot.map_err(unavailable)?;
         let mailbox = slot
             .bulkhead
             .try_mailbox()
@@ -904,10 +985,28 @@ impl Inbound for Router {
             .inner
             .handlers
             .get(service.as_str())
-            .map(|h| Arc::clone(&h));
+            .map(|h| Arc::clone(&h.call));
         match handler {
             Some(handler) => handler(context, payload),
             None => Box::pin(async { Err(RemoteFailure::Unavailable) }),
+        }
+    }
+
+    fn cast(&self, service: String, context: CallContext, payload: Vec<u8>) {
+        let handler = self
+            .inner
+            .handlers
+            .get(service.as_str())
+            .map(|h| Arc::clone(&h.cast));
+        let outcome = match handler {
+            Some(handler) => handler(context, &payload),
+            None => Err(CastError::Unavailable {
+                service: "(unknown)",
+                reason: UnavailableReason::NotRegistered,
+            }),
+        };
+        if let Err(err) = outcome {
+            tracing::debug!(%service, error = %err, "remote cast dropped");
         }
     }
 }

@@ -15,7 +15,8 @@ use bulwark_runtime::cluster::handshake::Cookie;
 use bulwark_runtime::cluster::link::Link;
 use bulwark_runtime::cluster::{ConnectError, accept_links, connect};
 use bulwark_runtime::{
-    CallContext, CallError, CorrelationId, Node, ServiceConfig, TraceContext, UnavailableReason,
+    CallContext, CallError, CastError, CorrelationId, Node, ServiceConfig, TraceContext,
+    UnavailableReason,
 };
 use common::{DEADLINE, Refused, Req, Shared, Svc};
 use tokio::net::TcpListener;
@@ -110,6 +111,34 @@ async fn correlation_trace_and_the_remaining_deadline_cross_the_link() {
     // time (and the millisecond rounding) of the caller's.
     assert!(seen.deadline <= deadline + Duration::from_millis(1));
     assert!(deadline.duration_since(seen.deadline) < Duration::from_secs(5));
+    p.stop.cancel();
+    p.b.shutdown().await;
+    p.a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cast_reaches_a_remote_service_with_its_context_and_fails_fast_once_the_link_is_gone() {
+    let p = pair("cluster-secret").await.unwrap();
+    let ctx = CallContext::new(Duration::from_secs(20))
+        .with_correlation_id(CorrelationId::external("cast-remote-1"));
+    p.b.router().cast_with::<Svc<0>>(ctx, Req::Echo(5)).unwrap();
+    common::eventually("the cast reached svc-0 on node a", || {
+        p.shared_a
+            .contexts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(n, c)| *n == 0 && c.correlation_id.to_string() == "cast-remote-1")
+    })
+    .await;
+    p.link_at_b.close();
+    assert_eq!(
+        p.b.router().cast::<Svc<0>>(Req::Echo(6)),
+        Err(CastError::Unavailable {
+            service: "svc-0",
+            reason: UnavailableReason::Unreachable
+        })
+    );
     p.stop.cancel();
     p.b.shutdown().await;
     p.a.shutdown().await;

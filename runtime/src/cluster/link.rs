@@ -121,6 +121,12 @@ enum Frame {
     /// What the sending node runs and subscribes to; sent first on every
     /// link, so each side routes to the other without configuration.
     Announce(Announcement),
+    /// Fire-and-forget: no reply.
+    Cast {
+        service: String,
+        context: WireContext,
+        payload: Vec<u8>,
+    },
 }
 
 /// What a node tells a peer when a link opens, and again whenever its
@@ -168,6 +174,11 @@ pub trait Inbound: Send + Sync + 'static {
         context: CallContext,
         payload: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteFailure>>;
+
+    /// Delivers one cast to `service` with an encoded request; nothing is
+    /// answered (a cast that cannot be delivered is logged and dropped, as
+    /// a local one is refused).
+    fn cast(&self, service: String, context: CallContext, payload: Vec<u8>);
 }
 
 /// Why a call over a link did not get an answer.
@@ -291,6 +302,36 @@ impl Link {
             .outbound
             .try_send(Frame::Announce(announcement))
             .is_ok()
+    }
+
+    /// Sends a cast to `service` on the peer: queued for the writer, never
+    /// waited on.
+    ///
+    /// # Errors
+    /// [`LinkError::Closed`] when the link is closed,
+    /// [`LinkError::Overloaded`] when its outbound queue is full.
+    pub fn cast(
+        &self,
+        service: &str,
+        context: &CallContext,
+        payload: Vec<u8>,
+    ) -> Result<(), LinkError> {
+        let peer = || self.inner.peer.clone();
+        if self.is_closed() {
+            return Err(LinkError::Closed { peer: peer() });
+        }
+        let frame = Frame::Cast {
+            service: service.to_owned(),
+            context: WireContext::from_context(context),
+            payload,
+        };
+        self.inner
+            .outbound
+            .try_send(frame)
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => LinkError::Overloaded { peer: peer() },
+                mpsc::error::TrySendError::Closed(_) => LinkError::Closed { peer: peer() },
+            })
     }
 
     /// Whether `self` and `other` are the same connection.
@@ -422,6 +463,11 @@ async fn read_loop<S>(
         match frame {
             Frame::Heartbeat => {}
             Frame::Announce(announcement) => inbound.announced(&link, announcement),
+            Frame::Cast {
+                service,
+                context,
+                payload,
+            } => inbound.cast(service, context.into_context(), payload),
             Frame::Reply { id, outcome } => {
                 if let Some((_, waiter)) = pending.remove(&id) {
                     let _ = waiter.send(outcome);

@@ -361,4 +361,8 @@ impl Inbound for Cluster {
     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteFailure>> {
         self.inner.router.serve(service, context, payload)
     }
+
+    fn cast(&self, service: String, context: CallContext, payload: Vec<u8>) {
+        Inbound::cast(&self.inner.router, service, context, payload);
+    }
 }
