@@ -61,6 +61,21 @@ impl From<User> for UserBody {
     }
 }
 
+/// Sends `request` to the users shard it concerns (see `call_users`).
+async fn ask(
+    state: &AppState,
+    context: &RequestContext,
+    request: UsersRequest,
+) -> Result<UsersResponse, ApiError> {
+    Ok(call_users(
+        state.node.router(),
+        state.config.users_shards,
+        context.call_context(),
+        request,
+    )
+    .await?)
+}
+
 fn user(response: UsersResponse, request: &str) -> Result<User, ApiError> {
     match response {
         UsersResponse::User(user) => Ok(user),
@@ -87,13 +102,7 @@ pub(crate) async fn create(
         username: body.username,
         email: body.email,
     });
-    let response = call_users(
-        state.node.router(),
-        state.config.users_shards,
-        context.call_context(),
-        request,
-    )
-    .await?;
+    let response = ask(&state, &context, request).await?;
     let user = user(response, "Create")?;
     let location = format!("/api/v1/users/{}", user.id);
     Ok(created(&location, user.version, UserBody::from(user)))
@@ -116,13 +125,7 @@ pub(crate) async fn get(
     Path(id): Path<IdParam>,
 ) -> Result<Response, ApiError> {
     let id = id.get("user")?;
-    let response = call_users(
-        state.node.router(),
-        state.config.users_shards,
-        context.call_context(),
-        UsersRequest::Get(id),
-    )
-    .await?;
+    let response = ask(&state, &context, UsersRequest::Get(id)).await?;
     let user = user(response, "Get")?;
     Ok(single(&headers, user.version, UserBody::from(user)))
 }
@@ -142,13 +145,7 @@ pub(crate) async fn list(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = query.request()?;
-    let response = call_users(
-        state.node.router(),
-        state.config.users_shards,
-        context.call_context(),
-        UsersRequest::List(page),
-    )
-    .await?;
+    let response = ask(&state, &context, UsersRequest::List(page)).await?;
     match response {
         UsersResponse::Page(page) => {
             Ok(Json(PageBody::from_page(page, UserBody::from)).into_response())
@@ -183,13 +180,7 @@ pub(crate) async fn update(
             email: body.email,
         },
     };
-    let response = call_users(
-        state.node.router(),
-        state.config.users_shards,
-        context.call_context(),
-        request,
-    )
-    .await?;
+    let response = ask(&state, &context, request).await?;
     let user = user(response, "Update")?;
     Ok(changed(user.version, UserBody::from(user)))
 }
@@ -209,13 +200,7 @@ pub(crate) async fn delete(
     Path(id): Path<IdParam>,
 ) -> Result<Response, ApiError> {
     let id = id.get("user")?;
-    let response = call_users(
-        state.node.router(),
-        state.config.users_shards,
-        context.call_context(),
-        UsersRequest::Delete(id),
-    )
-    .await?;
+    let response = ask(&state, &context, UsersRequest::Delete(id)).await?;
     match response {
         UsersResponse::Deleted => Ok(StatusCode::NO_CONTENT.into_response()),
         _ => Err(unexpected("users", "Delete")),
