@@ -272,9 +272,11 @@ pub enum PublishError {
 /// What a publish did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Published {
-    /// Subscribers the event was enqueued for.
+    /// Local subscribers the event was enqueued for, plus subscribing
+    /// nodes it was sent to (each counts once, whatever its subscribers).
     pub delivered: usize,
-    /// Subscribers that could not take it (overloaded, down, restarting).
+    /// Subscribers (or subscribing nodes) that could not take it
+    /// (overloaded, down, restarting, unreachable).
     pub dropped: Vec<CastError>,
 }
 
@@ -721,11 +723,12 @@ impl Router {
         self.publish_with::<T>(&self.context(), event)
     }
 
-    /// Publishes within `context` to this node's subscribers (a confirmed
-    /// publish also reaches other nodes'). Delivery is at most once per
-    /// subscriber: a subscriber that is overloaded or restarting misses the
-    /// event, and the result says which did. Effects that must not be lost
-    /// go through a store's outbox, which retries until confirmed.
+    /// Publishes within `context` to this node's subscribers and, as one
+    /// cast per subscribing node, to other nodes'. Delivery is at most once
+    /// per subscriber: a subscriber that is overloaded, restarting or
+    /// unreachable misses the event, and the result says which did. Effects
+    /// that must not be lost go through a store's outbox and
+    /// [`Router::publish_confirmed`], which retries until confirmed.
     pub fn publish_with<T: Topic>(&self, context: &CallContext, event: T::Event) -> Published {
         let mut published = Published::default();
         if self.inner.closed.load(Ordering::Acquire) {
@@ -740,6 +743,47 @@ impl Router {
                     tracing::warn!(topic = T::NAME, error = %err, "event not delivered");
                     published.dropped.push(err);
                 }
+            }
+        }
+        let remotes: Vec<Link> = self
+            .inner
+            .remote_topics
+            .get(T::NAME)
+            .map(|links| links.clone())
+            .unwrap_or_default();
+        if remotes.is_empty() {
+            return published;
+        }
+        let unavailable = |reason| CastError::Unavailable {
+            service: T::NAME,
+            reason,
+        };
+        let Some(event) = payload.downcast_ref::<T::Event>() else {
+            return published;
+        };
+        let bytes = match codec::encode("event", event) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                tracing::warn!(topic = T::NAME, error = %err, "event does not encode");
+                published
+                    .dropped
+                    .push(unavailable(UnavailableReason::Codec));
+                return published;
+            }
+        };
+        let service = format!("{TOPIC_PREFIX}{}", T::NAME);
+        for link in remotes {
+            match link.cast(&service, context, bytes.clone()) {
+                Ok(()) => published.delivered += 1,
+                Err(LinkError::Overloaded { .. }) => {
+                    published.dropped.push(CastError::Overloaded {
+                        service: T::NAME,
+                        bound: OverloadedBound::Mailbox,
+                    })
+                }
+                Err(_) => published
+                    .dropped
+                    .push(unavailable(UnavailableReason::Unreachable)),
             }
         }
         published
@@ -836,15 +880,43 @@ impl Router {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, RemoteFailure> {
         let topic: Arc<str> = Arc::from(topic);
+        let deliveries = self.remote_deliveries(&topic, &context, payload);
+        match deliver_confirmed(&topic, deliveries, &context).await {
+            Ok(count) => codec::encode("event count", &(count as u64))
+                .map_err(|e| RemoteFailure::Decode(e.to_string())),
+            Err(PublishError::Timeout) => Err(RemoteFailure::Timeout),
+            Err(_) => Err(RemoteFailure::Unavailable),
+        }
+    }
+
+    /// Delivers an event published (unconfirmed) on another node to this
+    /// node's subscribers: the remote half of `publish`.
+    fn deliver_remote_event(&self, topic: &str, context: &CallContext, payload: Vec<u8>) {
+        let topic: Arc<str> = Arc::from(topic);
+        for (subscriber, envelope) in self.remote_deliveries(&topic, context, payload) {
+            if let Err(err) = subscriber.deliver_event(Arc::clone(&topic), envelope, None) {
+                tracing::warn!(%topic, error = %err, "remote event not delivered");
+            }
+        }
+    }
+
+    /// This node's subscribers of `topic`, each with an envelope of the
+    /// event's bytes (decoded lazily, once per subscriber that reads it).
+    fn remote_deliveries(
+        &self,
+        topic: &Arc<str>,
+        context: &CallContext,
+        payload: Vec<u8>,
+    ) -> Vec<(Arc<dyn AnySlot>, Envelope<EventPayload>)> {
         let bytes: Arc<[u8]> = Arc::from(payload);
         let subscribers = self
             .inner
             .topics
-            .get(&*topic)
+            .get(&**topic)
             .map(|s| s.clone())
             .unwrap_or_default();
         let id = MessageId::next();
-        let deliveries = subscribers
+        subscribers
             .into_iter()
             .map(|subscriber| {
                 let envelope = Envelope {
@@ -858,13 +930,7 @@ impl Router {
                 };
                 (subscriber, envelope)
             })
-            .collect();
-        match deliver_confirmed(&topic, deliveries, &context).await {
-            Ok(count) => codec::encode("event count", &(count as u64))
-                .map_err(|e| RemoteFailure::Decode(e.to_string())),
-            Err(PublishError::Timeout) => Err(RemoteFailure::Timeout),
-            Err(_) => Err(RemoteFailure::Unavailable),
-        }
+            .collect()
     }
 
     /// Total calls in flight across services (used to drain at shutdown).
@@ -993,6 +1059,10 @@ impl Inbound for Router {
     }
 
     fn cast(&self, service: String, context: CallContext, payload: Vec<u8>) {
+        if let Some(topic) = service.strip_prefix(TOPIC_PREFIX) {
+            self.deliver_remote_event(topic, &context, payload);
+            return;
+        }
         let handler = self
             .inner
             .handlers

@@ -18,7 +18,7 @@ use bulwark_runtime::{
     CallContext, CallError, CastError, CorrelationId, Node, ServiceConfig, TraceContext,
     UnavailableReason,
 };
-use common::{DEADLINE, Refused, Req, Shared, Svc};
+use common::{DEADLINE, Greetings, Refused, Req, Shared, Svc};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -139,6 +139,34 @@ async fn a_cast_reaches_a_remote_service_with_its_context_and_fails_fast_once_th
             reason: UnavailableReason::Unreachable
         })
     );
+    p.stop.cancel();
+    p.b.shutdown().await;
+    p.a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_plain_publish_reaches_subscribers_on_the_other_node() {
+    let p = pair("cluster-secret").await.unwrap();
+    // Both services subscribe to greetings: svc-1 here on b, svc-0 on a,
+    // which b learns from a's announcement.
+    common::eventually("b knows a's topics", || {
+        p.b.router()
+            .publish::<Greetings>("probe".to_owned())
+            .delivered
+            == 2
+    })
+    .await;
+    let published = p.b.router().publish::<Greetings>("hello from b".to_owned());
+    assert_eq!(published.delivered, 2, "svc-1 here and node a");
+    common::eventually("svc-0 on a got the event", || {
+        p.shared_a
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(n, text)| *n == 0 && text == "hello from b")
+    })
+    .await;
     p.stop.cancel();
     p.b.shutdown().await;
     p.a.shutdown().await;
