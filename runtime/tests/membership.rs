@@ -130,3 +130,44 @@ async fn a_stopped_member_is_unreachable_at_once_and_routed_to_again_when_it_ret
         node.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_second_node_with_a_live_members_name_is_refused() {
+    let shared = Shared::default();
+    let n1 = Node::builder(NodeConfig::new("n1"))
+        .service(Svc::<0>::new(&shared), ServiceConfig::default())
+        .cluster(cluster(&[]))
+        .start()
+        .await
+        .unwrap();
+    let a1 = n1.cluster().unwrap().addr();
+    let n2 = Node::builder(NodeConfig::new("n2"))
+        .service(Svc::<1>::new(&shared), ServiceConfig::default())
+        .cluster(cluster(&[a1]))
+        .start()
+        .await
+        .unwrap();
+    eventually("n1 sees n2", || up(&n1) == ["n2"]).await;
+    let impostor = Node::builder(NodeConfig::new("n2"))
+        .service(Svc::<2>::new(&shared), ServiceConfig::default())
+        .cluster(cluster(&[a1]))
+        .start()
+        .await
+        .unwrap();
+    // The impostor hears n1's announcement, then n1 closes the link on
+    // hearing the impostor's.
+    eventually("the impostor's link to n1 is refused", || {
+        impostor
+            .cluster()
+            .unwrap()
+            .members()
+            .iter()
+            .any(|m| m.name == "n1" && m.state == MemberState::Unreachable)
+    })
+    .await;
+    assert!(!n1.router().knows("svc-2"), "n1 routed to the impostor");
+    assert_eq!(n1.router().call::<Svc<1>>(Req::Echo(4)).await, Ok(4));
+    for node in [&impostor, &n2, &n1] {
+        node.shutdown().await;
+    }
+}

@@ -302,6 +302,23 @@ impl Inbound for Cluster {
             link.close();
             return;
         }
+        if let Some(member) = self.inner.members.get(&peer)
+            && member.is_up()
+            && !member.links.iter().any(|l| l.same(link))
+            && member.addr.is_some()
+            && announcement.addr.is_some()
+            && member.addr != announcement.addr
+        {
+            warn!(
+                node = %peer,
+                known_at = ?member.addr,
+                impostor_at = ?announcement.addr,
+                "a second node calls itself by a live member's name; refusing its link"
+            );
+            drop(member);
+            link.close();
+            return;
+        }
         self.inner.router.announced(link, announcement.clone());
         let joined = {
             let mut member = self.inner.members.entry(peer.clone()).or_default();
