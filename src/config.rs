@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bulwark_actors::{PaymentsConfig, ShopService};
-use bulwark_http::{EdgeConfig, Price};
+use bulwark_http::{AdminKey, EdgeConfig, Price};
 use bulwark_runtime::cluster::tls::TlsPaths;
 use clap::{Args, Parser, Subcommand};
 
@@ -130,6 +130,9 @@ pub struct ServeArgs {
     /// The cluster CA's certificate (PEM), which signs every node's.
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<String>,
+    /// The admin API's bearer key; without one, `/admin/...` answers 404.
+    #[arg(long, value_name = "KEY")]
+    pub admin_key: Option<String>,
 }
 
 /// Everything the application needs to start.
@@ -258,6 +261,7 @@ enum Setting {
     TlsCert,
     TlsKey,
     TlsCa,
+    AdminKey,
 }
 
 /// A setting's names in each source.
@@ -282,7 +286,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 20] = [
+pub const KEYS: [Key; 21] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -388,11 +392,19 @@ pub const KEYS: [Key; 20] = [
         "BULWARK_CLUSTER_TLS_CA",
         "--tls-ca",
     ),
+    key(
+        Setting::AdminKey,
+        "admin.key",
+        "BULWARK_ADMIN_KEY",
+        "--admin-key",
+    ),
 ];
 
 /// `BULWARK_*` variables read elsewhere (by the binary's logging set-up),
 /// so not unknown.
-pub const ENV_OTHER: [&str; 1] = ["BULWARK_LOG_FORMAT"];
+/// `BULWARK_INJECT_BUG` selects a deliberate bug in builds made with the
+/// `injected-bugs` feature (the chaos checker's own tests).
+pub const ENV_OTHER: [&str; 2] = ["BULWARK_LOG_FORMAT", "BULWARK_INJECT_BUG"];
 
 impl Config {
     /// This node's data directory: `<data_dir>/<node>`.
@@ -612,6 +624,11 @@ impl Config {
                 }
                 self.services = services;
             }
+            Setting::AdminKey => {
+                self.edge.admin_key = Some(
+                    AdminKey::new(value).ok_or_else(|| invalid("must not be empty".to_owned()))?,
+                );
+            }
             Setting::TlsCert | Setting::TlsKey | Setting::TlsCa => {
                 if value.is_empty() {
                     return Err(invalid("must not be empty".to_owned()));
@@ -680,7 +697,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 20] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 21] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -706,6 +723,7 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 20] {
             Setting::TlsCert => value(&args.tls_cert),
             Setting::TlsKey => value(&args.tls_key),
             Setting::TlsCa => value(&args.tls_ca),
+            Setting::AdminKey => value(&args.admin_key),
         };
         (key, v)
     })
@@ -1008,6 +1026,31 @@ mod tests {
             err.to_string().starts_with("--cluster: TLS settings"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_admin_key_is_read_from_every_source_and_never_printed() {
+        assert_eq!(Config::default().edge.admin_key, None);
+        let config =
+            Config::load(&ServeArgs::default(), env(&[("BULWARK_ADMIN_KEY", "k1")])).unwrap();
+        let key = config.edge.admin_key.unwrap();
+        assert!(key.matches("k1") && !key.matches("k2"));
+        assert_eq!(format!("{key:?}"), "AdminKey(<redacted>)");
+        let args = ServeArgs {
+            admin_key: Some(String::new()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--admin-key: "), "{err}");
+        let mut config = Config::default();
+        config
+            .apply_toml(
+                Path::new("b.toml"),
+                "[admin]\nkey = \"k3\"\n",
+                &mut Sources::default(),
+            )
+            .unwrap();
+        assert!(config.edge.admin_key.unwrap().matches("k3"));
     }
 
     #[test]

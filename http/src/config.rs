@@ -50,6 +50,37 @@ pub struct EdgeConfig {
     /// How long a shutdown lets in-flight requests finish before their
     /// connections are dropped.
     pub drain_timeout: Duration,
+    /// The key of the admin API (`/admin/...`); `None` disables it (its
+    /// routes answer 404).
+    pub admin_key: Option<AdminKey>,
+}
+
+/// The admin API's bearer key: compared in constant time, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminKey(String);
+
+impl AdminKey {
+    /// The key `text`; `None` when it is empty (an empty key would let an
+    /// empty `Authorization: Bearer ` in).
+    #[must_use]
+    pub fn new(text: impl Into<String>) -> Option<Self> {
+        let text = text.into();
+        (!text.is_empty()).then_some(Self(text))
+    }
+
+    /// Whether `presented` is this key. The time taken depends on the
+    /// lengths only, never on where the first differing byte is.
+    #[must_use]
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminKey(<redacted>)")
+    }
 }
 
 impl Default for EdgeConfig {
@@ -61,6 +92,7 @@ impl Default for EdgeConfig {
             concurrency_limit: CONCURRENCY_LIMIT_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             drain_timeout: DRAIN_TIMEOUT_DEFAULT,
+            admin_key: None,
         }
     }
 }

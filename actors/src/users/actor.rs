@@ -43,6 +43,9 @@ impl Handler for UsersState {
                 self.kick.kick();
                 Ok(UsersResponse::Deleted)
             }
+            UsersRequest::PendingEvents => Ok(UsersResponse::PendingEvents(
+                self.store.outbox.pending_len()?,
+            )),
         }
     }
 }

@@ -55,6 +55,8 @@ pub enum UsersRequest {
     },
     /// Delete one (`UsersResponse::Deleted`).
     Delete(u64),
+    /// How many events wait in the outbox (`UsersResponse::PendingEvents`).
+    PendingEvents,
 }
 
 /// What the users service answers.
@@ -66,4 +68,6 @@ pub enum UsersResponse {
     Page(Page<User>),
     /// The user is gone.
     Deleted,
+    /// Events written and not yet confirmed by every subscriber.
+    PendingEvents(u64),
 }
