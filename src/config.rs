@@ -56,11 +56,16 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once at start-up: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the shop: open the stores, start the services, serve HTTP until
     /// SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Drive a seeded workload while killing actors and nodes, then check
+    /// that nothing was lost.
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 /// Flags of `bulwark serve`. Values are parsed (and refused with the flag's
