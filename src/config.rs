@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bulwark_actors::{PaymentsConfig, SHARDS_MAX, ShopService, UserShards};
-use bulwark_http::{EdgeConfig, Price};
+use bulwark_http::{AdminKey, EdgeConfig, Price};
 use bulwark_runtime::cluster::tls::TlsPaths;
 use clap::{Args, Parser, Subcommand};
 
@@ -56,11 +56,16 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once at start-up: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the shop: open the stores, start the services, serve HTTP until
     /// SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Drive a seeded workload while killing actors and nodes, then check
+    /// that nothing was lost.
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 /// Flags of `bulwark serve`. Values are parsed (and refused with the flag's
@@ -134,6 +139,9 @@ pub struct ServeArgs {
     /// The cluster CA's certificate (PEM), which signs every node's.
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<String>,
+    /// The admin API's bearer key; without one, `/admin/...` answers 404.
+    #[arg(long, value_name = "KEY")]
+    pub admin_key: Option<String>,
 }
 
 /// Everything the application needs to start.
@@ -270,6 +278,7 @@ enum Setting {
     TlsCert,
     TlsKey,
     TlsCa,
+    AdminKey,
 }
 
 /// A setting's names in each source.
@@ -294,7 +303,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 21] = [
+pub const KEYS: [Key; 22] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -406,11 +415,19 @@ pub const KEYS: [Key; 21] = [
         "BULWARK_CLUSTER_TLS_CA",
         "--tls-ca",
     ),
+    key(
+        Setting::AdminKey,
+        "admin.key",
+        "BULWARK_ADMIN_KEY",
+        "--admin-key",
+    ),
 ];
 
 /// `BULWARK_*` variables read elsewhere (by the binary's logging set-up),
 /// so not unknown.
-pub const ENV_OTHER: [&str; 1] = ["BULWARK_LOG_FORMAT"];
+/// `BULWARK_INJECT_BUG` selects a deliberate bug in builds made with the
+/// `injected-bugs` feature (the chaos checker's own tests).
+pub const ENV_OTHER: [&str; 2] = ["BULWARK_LOG_FORMAT", "BULWARK_INJECT_BUG"];
 
 impl Config {
     /// This node's data directory: `<data_dir>/<node>`.
@@ -656,6 +673,11 @@ impl Config {
                 self.users_shards = UserShards::new(count)
                     .ok_or_else(|| invalid(format!("{count} is not between 1 and {SHARDS_MAX}")))?;
             }
+            Setting::AdminKey => {
+                self.edge.admin_key = Some(
+                    AdminKey::new(value).ok_or_else(|| invalid("must not be empty".to_owned()))?,
+                );
+            }
             Setting::TlsCert | Setting::TlsKey | Setting::TlsCa => {
                 if value.is_empty() {
                     return Err(invalid("must not be empty".to_owned()));
@@ -737,7 +759,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 21] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 22] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -764,6 +786,7 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 21] {
             Setting::TlsCert => value(&args.tls_cert),
             Setting::TlsKey => value(&args.tls_key),
             Setting::TlsCa => value(&args.tls_ca),
+            Setting::AdminKey => value(&args.admin_key),
         };
         (key, v)
     })
@@ -1104,6 +1127,31 @@ mod tests {
             err.to_string().starts_with("BULWARK_USERS_SHARDS: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_admin_key_is_read_from_every_source_and_never_printed() {
+        assert_eq!(Config::default().edge.admin_key, None);
+        let config =
+            Config::load(&ServeArgs::default(), env(&[("BULWARK_ADMIN_KEY", "k1")])).unwrap();
+        let key = config.edge.admin_key.unwrap();
+        assert!(key.matches("k1") && !key.matches("k2"));
+        assert_eq!(format!("{key:?}"), "AdminKey(<redacted>)");
+        let args = ServeArgs {
+            admin_key: Some(String::new()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--admin-key: "), "{err}");
+        let mut config = Config::default();
+        config
+            .apply_toml(
+                Path::new("b.toml"),
+                "[admin]\nkey = \"k3\"\n",
+                &mut Sources::default(),
+            )
+            .unwrap();
+        assert!(config.edge.admin_key.unwrap().matches("k3"));
     }
 
     #[test]

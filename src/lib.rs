@@ -11,8 +11,10 @@
 //! `startup.rs`, mini-redis `server::run`).
 //!
 //! Layout: `lib.rs` ([`App`], [`AppError`]), `config.rs` ([`Config`]: defaults,
-//! TOML file, `BULWARK_*` environment, flags), `main.rs` (`bulwark serve`).
+//! TOML file, `BULWARK_*` environment, flags), `chaos.rs` (`bulwark chaos`),
+//! `main.rs` (`bulwark serve`, `bulwark chaos`).
 
+pub mod chaos;
 pub mod config;
 
 use std::future::Future;

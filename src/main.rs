@@ -1,4 +1,5 @@
-//! `bulwark serve`: runs the shop until SIGINT or SIGTERM.
+//! `bulwark serve`: runs the shop until SIGINT or SIGTERM. `bulwark chaos`:
+//! a chaos run against nodes it starts (see `src/chaos.rs`).
 //!
 //! Exit codes: 0 after a clean shutdown, 2 for a bad configuration (the
 //! message names the key), 1 when the shop cannot start or fails.
@@ -18,6 +19,34 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Chaos(args) => chaos(&args),
+    }
+}
+
+fn chaos(args: &bulwark::chaos::ChaosArgs) -> ExitCode {
+    if let Err(err) = bulwark::chaos::kill_interval(&args.kill_interval_ms) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(2);
+    }
+    init_logging(&process_env());
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(bulwark::chaos::run(args)));
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 
 mod common;
 mod entry;
+pub mod injected;
 mod notifications;
 mod orders;
 mod payments;
@@ -38,8 +39,12 @@ pub use common::{
 pub use notifications::Notifications;
 pub use notifications::messages::{Notification, NotificationsRequest, NotificationsResponse};
 pub use orders::Orders;
-pub use orders::messages::{Order, OrderStatus, OrdersRequest, OrdersResponse, PlaceOrder};
-pub use payments::messages::{Payment, PaymentStatus, PaymentsRequest, PaymentsResponse};
+pub use orders::messages::{
+    Order, OrderEventRecord, OrderStatus, OrdersRequest, OrdersResponse, PlaceOrder,
+};
+pub use payments::messages::{
+    Movement, MovementKind, Payment, PaymentStatus, PaymentsRequest, PaymentsResponse,
+};
 pub use payments::{Payments, PaymentsConfig};
 pub use products::Products;
 pub use products::messages::{

@@ -86,7 +86,7 @@ fn place(user_id: u64, product: &Product, quantity: u64, key: Option<&str>) -> O
 async fn order(router: &Router, request: OrdersRequest) -> Result<Order, CallError<ShopError>> {
     router.call::<Orders>(request).await.map(|r| match r {
         OrdersResponse::Order(o) => o,
-        other @ OrdersResponse::Page(_) => panic!("unexpected {other:?}"),
+        other => panic!("unexpected {other:?}"),
     })
 }
 
@@ -110,6 +110,7 @@ async fn payment(router: &Router, order_id: u64) -> Option<Payment> {
     {
         PaymentsResponse::Payment(p) => Some(p),
         PaymentsResponse::None => None,
+        other @ PaymentsResponse::Ledger(_) => panic!("unexpected {other:?}"),
     }
 }
 

@@ -54,6 +54,37 @@ pub struct EdgeConfig {
     /// How users is split across the cluster: the edge sends each users
     /// request to its shard and gathers lists from all of them.
     pub users_shards: UserShards,
+    /// The key of the admin API (`/admin/...`); `None` disables it (its
+    /// routes answer 404).
+    pub admin_key: Option<AdminKey>,
+}
+
+/// The admin API's bearer key: compared in constant time, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminKey(String);
+
+impl AdminKey {
+    /// The key `text`; `None` when it is empty (an empty key would let an
+    /// empty `Authorization: Bearer ` in).
+    #[must_use]
+    pub fn new(text: impl Into<String>) -> Option<Self> {
+        let text = text.into();
+        (!text.is_empty()).then_some(Self(text))
+    }
+
+    /// Whether `presented` is this key. The time taken depends on the
+    /// lengths only, never on where the first differing byte is.
+    #[must_use]
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminKey(<redacted>)")
+    }
 }
 
 impl Default for EdgeConfig {
@@ -66,6 +97,7 @@ impl Default for EdgeConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             drain_timeout: DRAIN_TIMEOUT_DEFAULT,
             users_shards: UserShards::SINGLE,
+            admin_key: None,
         }
     }
 }

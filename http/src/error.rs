@@ -31,6 +31,13 @@ pub enum ApiError {
         /// The parameter or header concerned, if one.
         field: Option<String>,
     },
+    /// 401 + `WWW-Authenticate: Bearer`: the admin API's key is missing or
+    /// wrong.
+    #[error("unauthorized: {detail}")]
+    Unauthorized {
+        /// What is missing or wrong (never the key).
+        detail: String,
+    },
     /// 404: no such entity.
     #[error("not found: {detail}")]
     NotFound {
@@ -143,6 +150,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -159,6 +167,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::BadRequest { .. } => "malformed-request",
+            Self::Unauthorized { .. } => "unauthorized",
             Self::NotFound { .. } => "not-found",
             Self::RouteNotFound { .. } => "route-not-found",
             Self::Conflict { .. } => "conflict",
@@ -208,6 +217,7 @@ impl ApiError {
                 Vec::new(),
             ),
             Self::NotFound { detail }
+            | Self::Unauthorized { detail }
             | Self::Conflict { detail }
             | Self::UnsupportedMediaType { detail }
             | Self::Overloaded { detail }
@@ -233,6 +243,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.status() == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"bulwark-admin\""),
+            );
         }
         if let Self::Internal { detail } = self {
             response.extensions_mut().insert(InternalDetail(detail));

@@ -8,6 +8,9 @@
 //! header read timeout, request timeout, concurrency (load shedding with
 //! 503 + `Retry-After`) and open connections ([`EdgeConfig`]). Probes:
 //! `/health`, `/ready`; documents: `/metrics` (Prometheus), `/openapi.json`.
+//! With an admin key ([`EdgeConfig::admin_key`]), the admin API: the actor
+//! tree, kill by path, outboxes (`routes/admin.rs`; 404 without a key, 401
+//! with a wrong one).
 //!
 //! Status mapping of the services' answers:
 //!
@@ -45,7 +48,7 @@ mod server;
 mod state;
 
 pub use config::{
-    BODY_LIMIT_BYTES_DEFAULT, CONCURRENCY_LIMIT_DEFAULT, CONNECTIONS_MAX_DEFAULT,
+    AdminKey, BODY_LIMIT_BYTES_DEFAULT, CONCURRENCY_LIMIT_DEFAULT, CONNECTIONS_MAX_DEFAULT,
     DRAIN_TIMEOUT_DEFAULT, EdgeConfig, HEADER_BYTES_MAX, HEADER_READ_TIMEOUT_DEFAULT,
     REQUEST_TIMEOUT_DEFAULT,
 };

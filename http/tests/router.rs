@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use bulwark_actors::ShopConfig;
-use bulwark_http::{EdgeConfig, PROBLEM_JSON, openapi, router, routes};
+use bulwark_http::{AdminKey, EdgeConfig, PROBLEM_JSON, openapi, router, routes};
 use bulwark_runtime::{Node, NodeConfig};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -32,7 +32,13 @@ async fn shop() -> Shop {
 }
 
 async fn send(shop: &Shop, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let response = router(shop.node.clone(), EdgeConfig::default())
+    // With an admin key, so the admin routes exist (without one they are
+    // 404 like unknown routes).
+    let config = EdgeConfig {
+        admin_key: AdminKey::new("router-test-key"),
+        ..EdgeConfig::default()
+    };
+    let response = router(shop.node.clone(), config)
         .oneshot(request)
         .await
         .unwrap();

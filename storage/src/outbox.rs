@@ -143,6 +143,21 @@ impl<E: Serialize + DeserializeOwned> Outbox<E> {
         }
     }
 
+    /// How many entries are pending (written and not yet confirmed). Counts
+    /// by iterating: an outbox is drained continuously, so it is short.
+    ///
+    /// # Errors
+    ///
+    /// Engine errors.
+    pub fn pending_len(&self) -> Result<u64, StoreError> {
+        let mut len = 0_u64;
+        for row in &self.entries {
+            row?;
+            len += 1;
+        }
+        Ok(len)
+    }
+
     fn entries_store(&self) -> &crate::Store {
         self.meta.store()
     }
@@ -176,7 +191,9 @@ mod tests {
         assert_eq!(first[0].event, "user.created 1");
         // Not confirmed yet: drained again.
         assert_eq!(outbox.drain(3).await.unwrap(), first);
+        assert_eq!(outbox.pending_len().unwrap(), 5);
         outbox.confirm(&[1, 2, 3]).await.unwrap();
+        assert_eq!(outbox.pending_len().unwrap(), 2);
         let rest = outbox.drain(100).await.unwrap();
         assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
         outbox.confirm(&[4, 5]).await.unwrap();

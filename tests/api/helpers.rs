@@ -140,6 +140,29 @@ impl TestApp {
             .unwrap()
     }
 
+    // admin
+
+    /// GETs an admin route, with `key` as the bearer key when given.
+    pub(crate) async fn admin_get(&self, path: &str, key: Option<&str>) -> Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Kills the actor at `path` through the admin API.
+    pub(crate) async fn admin_kill(&self, path: &str, key: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/admin/actors/kill"))
+            .query(&[("path", path)]);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.unwrap()
+    }
+
     // users
 
     pub(crate) async fn post_user(&self, body: &Value) -> Response {

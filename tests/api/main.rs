@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with a fresh data directory per test.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod errors;
 mod helpers;
 mod limits;

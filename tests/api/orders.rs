@@ -159,3 +159,115 @@ async fn orders_need_a_user_id_to_list() {
     assert_eq!(body["field"], "user_id");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_orders_events_and_ledger_show_each_step_once() {
+    let app = spawn_app().await;
+    let user = app.create_user("historian").await;
+    let product = app.create_product("clock", 3.25, 5).await;
+    let placed: Value = app
+        .post_order(&order_of(&user, &product, 2), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.settled_order(id(&placed)).await;
+    let history: Value = app
+        .get(&format!("/api/v1/orders/{}/events", id(&placed)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events: Vec<(&str, &str)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("placed", "pending"),
+            ("user_validated", "pending"),
+            ("stock_reserved", "pending"),
+            ("payment_charged", "pending"),
+            ("commit_started", "pending"),
+            ("stock_committed", "pending"),
+            ("completed", "completed"),
+        ]
+    );
+    let ledger: Value = app
+        .get(&format!("/api/v1/payments/ledger?order_id={}", id(&placed)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let movements = ledger["movements"].as_array().unwrap();
+    assert_eq!(movements.len(), 1, "{ledger}");
+    assert_eq!(movements[0]["kind"], "charge");
+    assert_eq!(movements[0]["amount"].as_f64(), Some(6.5));
+    problem(
+        app.get("/api/v1/orders/999/events").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_orders_ledger_shows_the_charge_and_its_refund() {
+    let app = spawn_app_with(|config| config.payments.latency_ms = 300).await;
+    let user = app.create_user("refundee").await;
+    let product = app.create_product("kettle", 4.0, 5).await;
+    let placed: Value = app
+        .post_order(&order_of(&user, &product, 1), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // Cancel while the charge is at the provider: the saga charges, then
+    // compensates with a refund.
+    eventually("the charge to start", || async {
+        let history: Value = app
+            .get(&format!("/api/v1/orders/{}/events", id(&placed)))
+            .await
+            .json()
+            .await
+            .unwrap();
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "stock_reserved")
+            .then_some(())
+    })
+    .await;
+    let response = app
+        .post_json(
+            &format!("/api/v1/orders/{}/cancel", id(&placed)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let order = app.settled_order(id(&placed)).await;
+    assert_eq!(order["status"], "cancelled");
+    let ledger: Value = app
+        .get(&format!("/api/v1/payments/ledger?order_id={}", id(&placed)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = ledger["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    // Cancelled before the charge recorded: either it never reached the
+    // provider, or it did and was refunded; never a charge alone.
+    assert!(
+        kinds.is_empty() || kinds == ["charge", "refund"],
+        "{ledger}"
+    );
+    app.stop().await;
+}

@@ -77,6 +77,10 @@ pub enum OrdersRequest {
     /// Ask to cancel a pending order (`Order`). Compensation runs in the
     /// saga; an order that is already completed or cancelled is a conflict.
     Cancel(u64),
+    /// An order's event history, oldest first (`Events`).
+    Events(u64),
+    /// How many events wait in the outbox (`PendingEvents`).
+    PendingEvents,
 }
 
 /// What the orders service answers.
@@ -86,4 +90,24 @@ pub enum OrdersResponse {
     Order(Order),
     /// A page of orders.
     Page(Page<Order>),
+    /// An order's history.
+    Events(Vec<OrderEventRecord>),
+    /// Events written and not yet confirmed by every subscriber.
+    PendingEvents(u64),
+}
+
+/// One event of an order's history, as its stream recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEventRecord {
+    /// Its position in the stream, from 1.
+    pub version: u64,
+    /// What happened: `placed`, `user_validated`, `stock_reserved`,
+    /// `payment_charged`, `commit_started`, `stock_committed`, `completed`,
+    /// `cancel_requested`, `compensating`, `payment_refunded`,
+    /// `stock_released`, `cancelled`.
+    pub name: String,
+    /// The reason it carries (cancel requests, compensation, cancellation).
+    pub reason: Option<String>,
+    /// The order's status once this event is applied.
+    pub status: OrderStatus,
 }

@@ -73,6 +73,7 @@ impl Service for Orders {
             store: self.store.clone(),
             sagas,
             tasks: ctx.tasks.clone(),
+            starts: Arc::default(),
         };
         let tree = ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (OrdersActor::new(), state.clone()));

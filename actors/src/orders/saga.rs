@@ -262,6 +262,9 @@ impl Sagas {
                 .call_with::<Payments>(ctx, PaymentsRequest::Refund { order_id: id })
                 .await
                 .and_then(|_| done(OrderEvent::PaymentRefunded)),
+            Step::Release if crate::injected::active(crate::injected::InjectedBug::SkipRelease) => {
+                done(OrderEvent::StockReleased)
+            }
             Step::Release => router
                 .call_with::<Products>(ctx, ProductsRequest::Release { order_id: id })
                 .await

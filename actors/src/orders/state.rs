@@ -37,6 +37,36 @@ pub(crate) enum OrderEvent {
     },
 }
 
+impl OrderEvent {
+    /// The event's name in the API (`OrderEventRecord::name`).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Placed { .. } => "placed",
+            Self::UserValidated => "user_validated",
+            Self::StockReserved => "stock_reserved",
+            Self::PaymentCharged => "payment_charged",
+            Self::CommitStarted => "commit_started",
+            Self::StockCommitted => "stock_committed",
+            Self::Completed => "completed",
+            Self::CancelRequested { .. } => "cancel_requested",
+            Self::Compensating { .. } => "compensating",
+            Self::PaymentRefunded => "payment_refunded",
+            Self::StockReleased => "stock_released",
+            Self::Cancelled { .. } => "cancelled",
+        }
+    }
+
+    /// The reason it carries, if any.
+    pub(crate) fn reason(&self) -> Option<&str> {
+        match self {
+            Self::CancelRequested { reason }
+            | Self::Compensating { reason }
+            | Self::Cancelled { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// The saga's next action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {

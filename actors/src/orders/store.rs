@@ -3,7 +3,7 @@
 
 use bulwark_storage::{EventLog, IdGenerator, Outbox, Store, StoreError, Table};
 
-use super::messages::{Order, OrderStatus, PlaceOrder};
+use super::messages::{Order, OrderEventRecord, OrderStatus, PlaceOrder};
 use super::state::{OrderEvent, OrderState};
 use crate::common::{EventKind, Page, PageRequest, ShopError, now_ms};
 
@@ -81,6 +81,13 @@ fn validate(order: &PlaceOrder) -> Result<u64, ShopError> {
     Ok(total)
 }
 
+/// A new order, validated: a replay of an earlier one, or the id it gets.
+#[derive(Debug)]
+pub(crate) enum Prepared {
+    Replay(Order),
+    New { id: u64, total_cents: u64 },
+}
+
 /// Why recording events failed.
 #[derive(Debug)]
 pub(crate) enum RecordError {
@@ -117,17 +124,37 @@ impl OrdersStore {
     /// Records a new order (or finds the one its idempotency key made).
     /// Returns the order and whether it is new.
     pub(crate) async fn place(&self, order: PlaceOrder) -> Result<(Order, bool), ShopError> {
-        let total_cents = validate(&order)?;
-        let print = fingerprint(&order);
+        match self.prepare(&order).await? {
+            Prepared::Replay(existing) => Ok((existing, false)),
+            Prepared::New { id, total_cents } => self.write_new(order, id, total_cents).await,
+        }
+    }
+
+    /// Validates a new order and finds its replay, or gives it an id.
+    pub(crate) async fn prepare(&self, order: &PlaceOrder) -> Result<Prepared, ShopError> {
+        let total_cents = validate(order)?;
+        let print = fingerprint(order);
         if let Some(key) = &order.idempotency_key
             && let Some(existing) = self.idempotent(key, print)?
         {
             // The first request's write may not be durable yet: a 2xx for
             // the replay must not come before it is.
             self.store.sync().await?;
-            return Ok((existing, false));
+            return Ok(Prepared::Replay(existing));
         }
         let id = self.ids.next_id().await?;
+        Ok(Prepared::New { id, total_cents })
+    }
+
+    /// Writes a prepared new order (or finds the one its idempotency key
+    /// made meanwhile). Returns the order and whether it is new.
+    pub(crate) async fn write_new(
+        &self,
+        order: PlaceOrder,
+        id: u64,
+        total_cents: u64,
+    ) -> Result<(Order, bool), ShopError> {
+        let print = fingerprint(&order);
         let placed = OrderEvent::Placed {
             user_id: order.user_id,
             items: order.items.clone(),
@@ -185,6 +212,27 @@ impl OrdersStore {
             return Err(ShopError::not_found("order", id));
         }
         Ok(state)
+    }
+
+    /// The order's history: every event of its stream with the status it
+    /// left the order in.
+    pub(crate) fn events(&self, id: u64) -> Result<Vec<OrderEventRecord>, ShopError> {
+        let mut state = OrderState::default();
+        let mut records = Vec::new();
+        for row in self.log.read(&stream(id), 1) {
+            let (_, event) = row?;
+            state.apply(&event);
+            records.push(OrderEventRecord {
+                version: state.version,
+                name: event.name().to_owned(),
+                reason: event.reason().map(str::to_owned),
+                status: state.status(),
+            });
+        }
+        if records.is_empty() {
+            return Err(ShopError::not_found("order", id));
+        }
+        Ok(records)
     }
 
     /// Appends `events` after `state` (expected version) and updates the

@@ -12,6 +12,7 @@ use super::store::PaymentsStore;
 use super::{Payments, PaymentsConfig};
 use crate::common::ShopError;
 use crate::entry::{EntryActor, Handler};
+use crate::injected::InjectedBug;
 use tokio_util::task::TaskTracker;
 
 /// The payments entry actor.
@@ -86,24 +87,33 @@ impl Handler for PaymentsState {
                 amount_cents,
             } => {
                 let _order = self.locks.lock(order_id).await;
+                let double_charge = crate::injected::active(InjectedBug::DoubleCharge);
                 // A repeated charge returns the first one without asking the
                 // provider again: never two charges for one order. The
                 // record read may not be durable yet: sync before answering.
-                if let Some(existing) = self.store.get(order_id)? {
+                if !double_charge && let Some(existing) = self.store.get(order_id)? {
                     self.store.sync().await?;
                     return Ok(PaymentsResponse::Payment(existing));
                 }
                 self.provider(amount_cents).await?;
-                self.store
-                    .charge(order_id, amount_cents)
-                    .await
-                    .map(PaymentsResponse::Payment)
+                let payment = self.store.charge(order_id, amount_cents).await?;
+                if double_charge && rand::random::<bool>() {
+                    // The fault that makes the bug show: the answer of an
+                    // applied charge is lost, so the saga retries it.
+                    return Err(ShopError::Transient {
+                        reason: "payment provider answer lost".to_owned(),
+                    });
+                }
+                Ok(PaymentsResponse::Payment(payment))
             }
             PaymentsRequest::Refund { order_id } => {
                 let _order = self.locks.lock(order_id).await;
                 self.store.refund(order_id).await.map(found)
             }
             PaymentsRequest::Get { order_id } => self.store.get(order_id).map(found),
+            PaymentsRequest::Ledger { order_id } => {
+                self.store.ledger(order_id).map(PaymentsResponse::Ledger)
+            }
         }
     }
 }

@@ -26,6 +26,28 @@ pub struct Payment {
     pub refunded_at_ms: Option<u64>,
 }
 
+/// A movement of money at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MovementKind {
+    /// Money taken from the customer.
+    Charge,
+    /// Money given back.
+    Refund,
+}
+
+/// One entry of an order's ledger: every charge and refund that reached
+/// the provider, in order. A correct service writes at most one of each
+/// per order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    /// Charge or refund.
+    pub kind: MovementKind,
+    /// Amount moved, in cents.
+    pub amount_cents: u64,
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
 /// What the payments service is asked. `Charge` and `Refund` are idempotent
 /// by order id: a repeated charge returns the existing payment and never
 /// charges twice.
@@ -50,6 +72,11 @@ pub enum PaymentsRequest {
         /// The order.
         order_id: u64,
     },
+    /// Read an order's ledger (`Ledger`, empty when nothing moved).
+    Ledger {
+        /// The order.
+        order_id: u64,
+    },
 }
 
 /// What the payments service answers.
@@ -59,4 +86,6 @@ pub enum PaymentsResponse {
     Payment(Payment),
     /// The order has no payment.
     None,
+    /// An order's movements, oldest first.
+    Ledger(Vec<Movement>),
 }

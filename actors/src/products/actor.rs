@@ -42,6 +42,9 @@ impl Handler for ProductsState {
             }
             ProductsRequest::Release { order_id } => store.release(order_id).await.map(Reservation),
             ProductsRequest::Commit { order_id } => store.commit(order_id).await.map(Reservation),
+            ProductsRequest::PendingEvents => {
+                Ok(ProductsResponse::PendingEvents(store.outbox.pending_len()?))
+            }
         }
     }
 }

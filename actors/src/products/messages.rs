@@ -94,6 +94,8 @@ pub enum ProductsRequest {
         /// The order.
         order_id: u64,
     },
+    /// How many events wait in the outbox (`PendingEvents`).
+    PendingEvents,
 }
 
 /// What the products service answers.
@@ -107,4 +109,6 @@ pub enum ProductsResponse {
     Deleted,
     /// Where the order's reservation stands now.
     Reservation(ReservationState),
+    /// Events written and not yet confirmed by every subscriber.
+    PendingEvents(u64),
 }

@@ -196,6 +196,9 @@ impl Handler for UsersState {
                     pending || self.store.has_value(user_id, &key)?,
                 ))
             }
+            UsersRequest::PendingEvents => Ok(UsersResponse::PendingEvents(
+                self.store.outbox.pending_len()?,
+            )),
         }
     }
 }

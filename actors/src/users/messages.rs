@@ -79,6 +79,8 @@ pub enum UsersRequest {
         /// How many users at most.
         limit: u32,
     },
+    /// How many events wait in the outbox (`UsersResponse::PendingEvents`).
+    PendingEvents,
 }
 
 /// What the users service answers.
@@ -94,4 +96,6 @@ pub enum UsersResponse {
     Claimed,
     /// Whether the user holds the value.
     Holds(bool),
+    /// Events written and not yet confirmed by every subscriber.
+    PendingEvents(u64),
 }

@@ -137,11 +137,46 @@ pub async fn call_users(
         UsersRequest::List(page) if shards.is_sharded() => {
             return list(router, shards, context, *page).await;
         }
-        UsersRequest::List(_) => 0,
+        UsersRequest::PendingEvents if shards.is_sharded() => {
+            return pending_events(router, shards, context).await;
+        }
+        UsersRequest::List(_) | UsersRequest::PendingEvents => 0,
     };
     router
         .call_instance_with::<Users>(&shards.instance(shard), context, request)
         .await
+}
+
+/// The events waiting in every shard's outbox, summed.
+async fn pending_events(
+    router: &Router,
+    shards: UserShards,
+    context: CallContext,
+) -> Result<UsersResponse, CallError<ShopError>> {
+    let calls = (0..shards.count()).map(|shard| {
+        let instance = shards.instance(shard);
+        let context = context.clone();
+        async move {
+            router
+                .call_instance_with::<Users>(&instance, context, UsersRequest::PendingEvents)
+                .await
+        }
+    });
+    let mut total = 0;
+    for answer in futures::future::join_all(calls).await {
+        match answer? {
+            UsersResponse::PendingEvents(pending) => total += pending,
+            _ => {
+                return Err(CallError::Service {
+                    service: Users::NAME,
+                    error: ShopError::Transient {
+                        reason: "a users shard answered with something else".to_owned(),
+                    },
+                });
+            }
+        }
+    }
+    Ok(UsersResponse::PendingEvents(total))
 }
 
 async fn list(

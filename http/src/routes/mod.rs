@@ -1,6 +1,7 @@
 //! The route table, the middleware stack, and what handlers share: paging,
 //! ids, ETags, and the mapping of service errors to [`ApiError`]s.
 
+pub(crate) mod admin;
 pub(crate) mod cluster;
 pub(crate) mod notifications;
 pub(crate) mod orders;
@@ -108,8 +109,19 @@ fn api_table() -> Table {
         .add(Verb::Get, "/api/v1/orders", orders::list)
         .add(Verb::Get, "/api/v1/orders/{id}", orders::get)
         .add(Verb::Post, "/api/v1/orders/{id}/cancel", orders::cancel)
+        .add(Verb::Get, "/api/v1/orders/{id}/events", orders::events)
         .add(Verb::Get, "/api/v1/notifications", notifications::list)
         .add(Verb::Get, "/api/v1/payments", payments::get)
+        .add(Verb::Get, "/api/v1/payments/ledger", payments::ledger)
+}
+
+/// The admin API: never shed (a chaos run's nemesis must reach a busy
+/// node), and behind [`admin::require_admin`].
+fn admin_table() -> Table {
+    Table::new()
+        .add(Verb::Get, "/admin/actors", admin::actors)
+        .add(Verb::Post, "/admin/actors/kill", admin::kill)
+        .add(Verb::Get, "/admin/outboxes", admin::outboxes)
 }
 
 /// Probes and documents: never shed, so an overloaded node still answers
@@ -128,6 +140,7 @@ fn probe_table() -> Table {
 pub fn routes() -> Vec<(Method, &'static str)> {
     let mut all = api_table().routes;
     all.extend(probe_table().routes);
+    all.extend(admin_table().routes);
     all
 }
 
@@ -149,6 +162,14 @@ pub fn router(node: Node, config: EdgeConfig) -> Router {
         .router
         .layer(shedding)
         .merge(probe_table().router)
+        .merge(
+            admin_table()
+                .router
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    admin::require_admin,
+                )),
+        )
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(axum::middleware::from_fn_with_state(

@@ -129,7 +129,7 @@ pub(crate) struct GetQuery {
 fn order(response: OrdersResponse, request: &str) -> Result<Order, ApiError> {
     match response {
         OrdersResponse::Order(order) => Ok(order),
-        OrdersResponse::Page(_) => Err(unexpected("orders", request)),
+        _ => Err(unexpected("orders", request)),
     }
 }
 
@@ -329,7 +329,7 @@ pub(crate) async fn list(
         OrdersResponse::Page(page) => {
             Ok(Json(PageBody::from_page(page, OrderBody::from)).into_response())
         }
-        OrdersResponse::Order(_) => Err(unexpected("orders", "ListByUser")),
+        _ => Err(unexpected("orders", "ListByUser")),
     }
 }
 
@@ -357,6 +357,72 @@ pub(crate) async fn cancel(
         .await?;
     let order = order(response, "Cancel")?;
     Ok(changed(order.version, OrderBody::from(order)))
+}
+
+/// One event of an order's history.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct OrderEventBody {
+    /// Its position in the order's stream, from 1.
+    pub(crate) version: u64,
+    /// `placed`, `user_validated`, `stock_reserved`, `payment_charged`,
+    /// `commit_started`, `stock_committed`, `completed`,
+    /// `cancel_requested`, `compensating`, `payment_refunded`,
+    /// `stock_released` or `cancelled`.
+    pub(crate) event: String,
+    /// The reason it carries (cancel requests, compensation, cancellation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    /// The order's status once this event is applied.
+    pub(crate) status: &'static str,
+}
+
+/// An order's history.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct OrderEventsBody {
+    /// The order.
+    pub(crate) order_id: u64,
+    /// Every event, oldest first.
+    pub(crate) events: Vec<OrderEventBody>,
+}
+
+/// An order's event history (the source of truth its status is folded
+/// from), oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/orders/{id}/events", tag = "orders",
+    params(("id" = u64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order's events", body = OrderEventsBody),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(id): Path<IdParam>,
+) -> Result<Response, ApiError> {
+    let id = id.get("order")?;
+    let response = state
+        .node
+        .router()
+        .call_with::<Orders>(context.call_context(), OrdersRequest::Events(id))
+        .await?;
+    let OrdersResponse::Events(events) = response else {
+        return Err(unexpected("orders", "Events"));
+    };
+    let events = events
+        .into_iter()
+        .map(|record| OrderEventBody {
+            version: record.version,
+            event: record.name,
+            reason: record.reason,
+            status: record.status.as_str(),
+        })
+        .collect();
+    Ok(Json(OrderEventsBody {
+        order_id: id,
+        events,
+    })
+    .into_response())
 }
 
 #[cfg(test)]

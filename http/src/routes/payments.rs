@@ -2,7 +2,9 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use bulwark_actors::{Payment, PaymentStatus, Payments, PaymentsRequest, PaymentsResponse};
+use bulwark_actors::{
+    Movement, MovementKind, Payment, PaymentStatus, Payments, PaymentsRequest, PaymentsResponse,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -79,5 +81,74 @@ pub(crate) async fn get(
         PaymentsResponse::None => Err(ApiError::NotFound {
             detail: format!("order {order_id} has no payment"),
         }),
+        PaymentsResponse::Ledger(_) => Err(super::unexpected("payments", "Get")),
     }
+}
+
+/// One movement of money at the provider.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct MovementBody {
+    /// `charge` or `refund`.
+    pub(crate) kind: &'static str,
+    /// The amount moved.
+    #[schema(value_type = f64, example = 25.0)]
+    pub(crate) amount: Price,
+    /// When, ms since the Unix epoch.
+    pub(crate) at_ms: u64,
+}
+
+impl From<Movement> for MovementBody {
+    fn from(movement: Movement) -> Self {
+        Self {
+            kind: match movement.kind {
+                MovementKind::Charge => "charge",
+                MovementKind::Refund => "refund",
+            },
+            amount: Price(movement.amount_cents),
+            at_ms: movement.at_ms,
+        }
+    }
+}
+
+/// An order's ledger.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct LedgerBody {
+    /// The order.
+    pub(crate) order_id: u64,
+    /// Every charge and refund that reached the provider, oldest first: at
+    /// most one of each.
+    pub(crate) movements: Vec<MovementBody>,
+}
+
+/// An order's ledger: every movement of money at the provider (empty when
+/// nothing was charged).
+#[utoipa::path(
+    get, path = "/api/v1/payments/ledger", tag = "payments",
+    params(PaymentQuery),
+    responses(
+        (status = 200, description = "The order's movements", body = LedgerBody),
+        (status = 422, description = "Missing order_id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn ledger(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Query(query): Query<PaymentQuery>,
+) -> Result<Response, ApiError> {
+    let order_id = query
+        .order_id
+        .ok_or_else(|| ApiError::invalid("order_id", "is required"))?;
+    let response = state
+        .node
+        .router()
+        .call_with::<Payments>(context.call_context(), PaymentsRequest::Ledger { order_id })
+        .await?;
+    let PaymentsResponse::Ledger(movements) = response else {
+        return Err(super::unexpected("payments", "Ledger"));
+    };
+    Ok(Json(LedgerBody {
+        order_id,
+        movements: movements.into_iter().map(MovementBody::from).collect(),
+    })
+    .into_response())
 }
