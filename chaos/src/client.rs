@@ -123,14 +123,17 @@ async fn classify(response: Response) -> Answer {
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let outcome = if status.is_success() {
         Outcome::Ok
-    } else if status == StatusCode::SERVICE_UNAVAILABLE && body["type"] == "/problems/overloaded" {
-        // Shed by the edge or a bulkhead before anything was sent.
+    } else if status == StatusCode::SERVICE_UNAVAILABLE
+        && (body["type"] == "/problems/overloaded" || body["type"] == "/problems/unavailable")
+    {
+        // Shed by the edge or a bulkhead, or refused by a service that is
+        // down, restarting or unreachable: nothing was sent.
         Outcome::Fail
     } else if status.is_client_error() {
         Outcome::Fail
     } else {
-        // 500, 503 (a service restarted mid-request, down, unreachable),
-        // 504: the request may have been applied.
+        // 500, 503 outcome-unknown (the service or its node was lost
+        // mid-request), 504: the request may have been applied.
         Outcome::Info
     };
     Answer {

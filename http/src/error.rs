@@ -88,12 +88,19 @@ pub enum ApiError {
         /// Which bound.
         detail: String,
     },
-    /// 503 + `Retry-After`: a service cannot answer now (down, restarting,
-    /// shutting down, or it restarted before answering — then the request
-    /// may have been applied).
+    /// 503 + `Retry-After`: a service cannot take the request now (down,
+    /// restarting, shutting down, unreachable); nothing was done.
     #[error("unavailable: {detail}")]
     Unavailable {
         /// Why.
+        detail: String,
+    },
+    /// 503 + `Retry-After`: the request reached a service that stopped (or
+    /// whose node was lost) before it answered; it may have been applied.
+    /// Retry idempotently (an order with the same `Idempotency-Key`).
+    #[error("outcome unknown: {detail}")]
+    OutcomeUnknown {
+        /// What happened.
         detail: String,
     },
     /// 504: the request's deadline passed; it may have been applied.
@@ -156,7 +163,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid { .. } | Self::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::Unavailable { .. } | Self::OutcomeUnknown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -177,6 +186,7 @@ impl ApiError {
             Self::Rejected { .. } => "rejected",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable { .. } => "unavailable",
+            Self::OutcomeUnknown { .. } => "outcome-unknown",
             Self::Timeout { .. } => "timeout",
             Self::Internal { .. } => "internal",
         }
@@ -222,6 +232,7 @@ impl ApiError {
             | Self::UnsupportedMediaType { detail }
             | Self::Overloaded { detail }
             | Self::Unavailable { detail }
+            | Self::OutcomeUnknown { detail }
             | Self::Timeout { detail } => (detail.clone(), None, Vec::new()),
             Self::Rejected { reason } => (reason.clone(), None, Vec::new()),
         };
@@ -279,7 +290,8 @@ pub(crate) fn problem_for_status(status: StatusCode) -> Problem {
         StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
         StatusCode::NOT_FOUND => "not-found",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        // Unknown cause: whether anything was applied is unknown too.
+        StatusCode::SERVICE_UNAVAILABLE => "outcome-unknown",
         StatusCode::GATEWAY_TIMEOUT => "timeout",
         s if s.is_server_error() => "internal",
         _ => "malformed-request",

@@ -19,9 +19,11 @@
 //! | `ShopError::NotFound` | 404 |
 //! | `ShopError::Conflict` | 409 |
 //! | `ShopError::Invalid`, `ShopError::Rejected` | 422 |
-//! | `ShopError::Transient` | 503 + `Retry-After` |
+//! | `ShopError::Transient` | 503 `unavailable` + `Retry-After` |
 //! | `ShopError::Storage` | 500, opaque body, cause logged |
-//! | `CallError::Overloaded`, `Unavailable`, `Restarted` | 503 + `Retry-After` |
+//! | `CallError::Overloaded` | 503 `overloaded` + `Retry-After` (nothing done) |
+//! | `CallError::Unavailable` | 503 `unavailable` + `Retry-After` (nothing done) |
+//! | `CallError::Restarted` | 503 `outcome-unknown` + `Retry-After` (may have been applied) |
 //! | `CallError::Timeout` (and the request's own deadline) | 504 |
 //!
 //! Layout:

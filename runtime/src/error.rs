@@ -76,7 +76,8 @@ pub enum CallError<E> {
         bound: OverloadedBound,
     },
     /// The actor handling the call stopped (crashed, was killed or
-    /// restarted) before it replied. The request may have been applied.
+    /// restarted), or the link to the node running it was lost, before it
+    /// replied. The request may have been applied.
     #[error("`{service}` stopped before replying (crashed, killed or restarted)")]
     Restarted {
         /// The service called.

@@ -405,6 +405,9 @@ impl Router {
         match link.call(instance, &context, payload).await {
             Ok(bytes) => decoded(&bytes),
             Err(LinkError::Closed { .. }) => Err(unavailable(UnavailableReason::Unreachable)),
+            // Sent, then the link went: as if the serving actor had stopped
+            // before replying (the request may have been applied).
+            Err(LinkError::Lost { .. }) => Err(CallError::Restarted { service }),
             Err(LinkError::Overloaded { .. }) => Err(CallError::Overloaded {
                 service,
                 bound: OverloadedBound::InFlight,

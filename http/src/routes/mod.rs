@@ -344,7 +344,7 @@ impl From<CallError<ShopError>> for ApiError {
             CallError::Overloaded { service, bound } => ApiError::Overloaded {
                 detail: format!("`{service}` is at its {bound} bound; nothing was done"),
             },
-            CallError::Restarted { service } => ApiError::Unavailable {
+            CallError::Restarted { service } => ApiError::OutcomeUnknown {
                 detail: format!(
                     "`{service}` restarted before answering; the request may have been \
                      applied (retry an order with the same Idempotency-Key)"
@@ -459,6 +459,31 @@ mod tests {
             let text = format!("{error:?}");
             assert_eq!(ApiError::from(error).status().as_u16(), status, "{text}");
         }
+    }
+
+    #[test]
+    fn a_503_says_whether_the_request_may_have_been_applied() {
+        let service = "orders";
+        let kind = |error: CallError<ShopError>| ApiError::from(error).kind();
+        assert_eq!(kind(CallError::Restarted { service }), "outcome-unknown");
+        for reason in [
+            UnavailableReason::Down,
+            UnavailableReason::Unreachable,
+            UnavailableReason::NotRegistered,
+            UnavailableReason::ShuttingDown,
+        ] {
+            assert_eq!(
+                kind(CallError::Unavailable { service, reason }),
+                "unavailable"
+            );
+        }
+        assert_eq!(
+            kind(CallError::Overloaded {
+                service,
+                bound: OverloadedBound::InFlight
+            }),
+            "overloaded"
+        );
     }
 
     #[test]

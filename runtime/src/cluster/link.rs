@@ -234,6 +234,13 @@ pub enum LinkError {
         /// The peer node.
         peer: String,
     },
+    /// The call was sent (or may have been) and the link closed before the
+    /// reply: the peer may have applied it.
+    #[error("the link to {peer} was lost before the reply")]
+    Lost {
+        /// The peer node.
+        peer: String,
+    },
     /// The link's outbound queue is full.
     #[error("the link to {peer} is overloaded")]
     Overloaded {
@@ -414,10 +421,11 @@ impl Link {
                 mpsc::error::TrySendError::Closed(_) => LinkError::Closed { peer: peer() },
             });
         }
-        // A close that raced the insert: the writer is gone.
+        // A close that raced the insert: the frame may or may not have
+        // been written before the writer stopped.
         if self.is_closed() {
             self.inner.pending.remove(&id);
-            return Err(LinkError::Closed { peer: peer() });
+            return Err(LinkError::Lost { peer: peer() });
         }
         match tokio::time::timeout_at(context.deadline, rx).await {
             Ok(Ok(Ok(bytes))) => Ok(bytes),
@@ -425,7 +433,7 @@ impl Link {
                 peer: peer(),
                 failure,
             }),
-            Ok(Err(_)) => Err(LinkError::Closed { peer: peer() }),
+            Ok(Err(_)) => Err(LinkError::Lost { peer: peer() }),
             Err(_) => {
                 self.inner.pending.remove(&id);
                 Err(LinkError::Timeout { peer: peer() })
