@@ -87,17 +87,23 @@ impl<E: Serialize + DeserializeOwned> Outbox<E> {
     /// Returns only entries that are durable, so a publisher never sends an event whose
     /// transaction a crash could still undo. Entries stay until [`Outbox::confirm`].
     ///
+    /// The entries are a gap-free run of sequence numbers: sequence numbers are assigned
+    /// in the order writes apply, and the read holds the store's visibility lock, so no
+    /// later entry is seen without every earlier one. A consumer may therefore dedupe by
+    /// remembering the highest sequence number it applied per outbox.
+    ///
     /// # Errors
     ///
     /// [`StoreError::Corrupt`] (naming the entry) if an entry does not decode; sync or
     /// engine errors.
     pub async fn drain(&self, limit: usize) -> Result<Vec<OutboxEntry<E>>, StoreError> {
-        let entries = self
+        // One snapshot (at most DRAIN_LEN_MAX rows, so writers wait microseconds).
+        let entries: Vec<OutboxEntry<E>> = self
             .entries
-            .iter()
-            .take(limit.min(DRAIN_LEN_MAX))
-            .map(|row| row.map(|(seq, event)| OutboxEntry { seq, event }))
-            .collect::<Result<Vec<_>, _>>()?;
+            .first_rows(limit.min(DRAIN_LEN_MAX))?
+            .into_iter()
+            .map(|(seq, event)| OutboxEntry { seq, event })
+            .collect();
         if !entries.is_empty() {
             // Everything read above was applied before this call, so this covers it.
             self.entries_store().sync().await?;

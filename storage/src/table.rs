@@ -77,6 +77,28 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
         Rows::new(self.tree.clone(), self.tree.raw().iter())
     }
 
+    /// The first `n` rows in key order, read as one snapshot: no write applies while
+    /// they are read (the scan holds the store's visibility lock, so keep `n` small).
+    pub(crate) fn first_rows(&self, n: usize) -> Result<Vec<(K, V)>, StoreError> {
+        let raw = {
+            let _visible = self.tree.read_guard();
+            self.tree
+                .raw()
+                .iter()
+                .take(n)
+                .collect::<sled::Result<Vec<_>>>()
+                .map_err(|e| StoreError::engine(self.tree.name(), e))?
+        };
+        raw.into_iter()
+            .map(|(key, value)| {
+                Ok((
+                    self.tree.decode_key::<K>(&key)?,
+                    self.tree.decode::<K, V>(&key, &value)?,
+                ))
+            })
+            .collect()
+    }
+
     /// The rows whose keys fall in `range`, in key order.
     #[must_use]
     pub fn range<R: RangeBounds<K>>(&self, range: R) -> Rows<K, V> {

@@ -1,5 +1,16 @@
 //! The notifications service's tables: notifications by (user, id), and
-//! the inbox of applied event ids that makes each event count once.
+//! per event source the highest sequence number applied, which makes each
+//! event count once.
+//!
+//! Events come from outboxes through their relays: ids are
+//! `<source>:<sequence>`, and a source's events arrive in sequence order
+//! without gaps (`Outbox::drain` reads a gap-free run; a redelivery starts
+//! again at the oldest unconfirmed one). So "applied through N" per source
+//! dedupes with one write per batch, where an inbox of ids costs two per
+//! event. The inbox of earlier versions is still read for sources that have
+//! no mark yet, and pruned until empty.
+
+use std::collections::HashMap;
 
 use bulwark_storage::{IdGenerator, Inbox, Store, StoreError, Table};
 
@@ -20,8 +31,37 @@ const NOTIFICATIONS_PER_WRITE_MAX: usize = 32;
 pub(crate) struct NotificationsStore {
     store: Store,
     notifications: Table<(u64, u64), Notification>,
+    /// Per event source, the highest sequence number applied.
+    applied: Table<String, u64>,
+    /// Applied event ids, as earlier versions recorded them: read (never
+    /// written) for sources without a mark, and pruned.
     pub(crate) inbox: Inbox<String>,
     ids: IdGenerator,
+}
+
+/// An event id's source and sequence number (`users#1:42` → (`users#1`,
+/// 42)); `None` for an id of another shape.
+fn source_and_seq(id: &str) -> Option<(&str, u64)> {
+    let (source, seq) = id.rsplit_once(':')?;
+    Some((source, seq.parse().ok()?))
+}
+
+/// The events of a batch with their source and sequence number, sorted by
+/// both. Ids of another shape (none are made today) are dropped with a
+/// warning: they cannot be deduplicated.
+fn events_in(events: &[ShopEvent]) -> Vec<(&str, u64, &ShopEvent)> {
+    let mut parsed: Vec<(&str, u64, &ShopEvent)> = events
+        .iter()
+        .filter_map(|event| match source_and_seq(&event.id) {
+            Some((source, seq)) => Some((source, seq, event)),
+            None => {
+                tracing::warn!(id = %event.id, "event id without a sequence number; ignored");
+                None
+            }
+        })
+        .collect();
+    parsed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    parsed
 }
 
 /// The notification an event makes, if any: (user, kind, order, text).
@@ -60,55 +100,95 @@ impl NotificationsStore {
     pub(crate) fn open(store: Store) -> Result<Self, StoreError> {
         Ok(Self {
             notifications: store.table("notifications")?,
+            applied: store.table("events_applied")?,
             inbox: store.inbox("events", INBOX_RETENTION_MS)?,
             ids: store.id_generator("notifications")?,
             store,
         })
     }
 
-    /// Applies a batch of events in one write: records each event's
-    /// notification unless that event was applied before (its id is in the
-    /// inbox). Returns once durable.
+    /// Applies a batch of events: records each event's notification unless
+    /// its source's mark says it was applied before. Returns once durable.
     pub(crate) async fn apply(&self, events: &[ShopEvent]) -> Result<(), ShopError> {
-        let mut fresh = Vec::new();
-        for event in events {
-            let Some((user_id, order_id, message)) = describe(&event.kind) else {
-                continue;
-            };
-            if self.inbox.contains(&event.id)? {
-                continue;
-            }
-            fresh.push(Notification {
-                id: self.ids.next_id().await?,
-                user_id,
-                kind: event.kind.name().to_owned(),
-                order_id,
-                message,
-                event_id: event.id.clone(),
-                created_at_ms: now_ms(),
-            });
-        }
-        if fresh.is_empty() {
-            // Every event was seen; the writes that recorded them may not be
-            // durable yet, and the ack lets the relay forget the events.
-            return Ok(self.store.sync().await?);
-        }
+        // In (source, sequence) order, whatever order they came in: a mark
+        // only moves forward.
+        let events = events_in(events);
+        let mut wrote = false;
         // Chunks keep each write set far below the store's limit, however
         // long the events' texts.
-        for chunk in fresh.chunks(NOTIFICATIONS_PER_WRITE_MAX) {
-            self.write_chunk(chunk).await?;
+        for chunk in events.chunks(NOTIFICATIONS_PER_WRITE_MAX) {
+            wrote |= self.write_chunk(chunk).await?;
+        }
+        if !wrote {
+            // Every event was applied before; the write that recorded that
+            // may not be durable yet, and the ack lets the relay forget them.
+            self.store.sync().await?;
         }
         Ok(())
     }
 
-    async fn write_chunk(&self, fresh: &[Notification]) -> Result<(), ShopError> {
+    /// Applies one chunk in one write; `false` when it had nothing new.
+    async fn write_chunk(&self, chunk: &[(&str, u64, &ShopEvent)]) -> Result<bool, ShopError> {
+        // Ids for the events that may be new (by the marks as they are now;
+        // the write checks again).
+        let mut fresh = Vec::with_capacity(chunk.len());
+        let mut known: HashMap<&str, Option<u64>> = HashMap::new();
+        for &(source, seq, event) in chunk {
+            let mark = match known.get(source) {
+                Some(mark) => *mark,
+                None => {
+                    let mark = self.applied.get(&source.to_owned())?;
+                    known.insert(source, mark);
+                    mark
+                }
+            };
+            if mark.is_some_and(|mark| seq <= mark) {
+                continue;
+            }
+            if let Some((user_id, order_id, message)) = describe(&event.kind) {
+                fresh.push((
+                    source,
+                    seq,
+                    Some(Notification {
+                        id: self.ids.next_id().await?,
+                        user_id,
+                        kind: event.kind.name().to_owned(),
+                        order_id,
+                        message,
+                        event_id: event.id.clone(),
+                        created_at_ms: now_ms(),
+                    }),
+                ));
+            } else {
+                fresh.push((source, seq, None));
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(false);
+        }
         self.store
             .write(|tx| {
-                for notification in fresh {
-                    if self
-                        .inbox
-                        .check_and_record(tx, &notification.event_id, now_ms())?
-                    {
+                let mut marks: HashMap<&str, (Option<u64>, u64)> = HashMap::new();
+                for (source, seq, notification) in &fresh {
+                    let (stored, mark) = match marks.get(source) {
+                        Some(known) => *known,
+                        None => {
+                            let stored = self.applied.get_in(tx, &(*source).to_owned())?;
+                            (stored, stored.unwrap_or(0))
+                        }
+                    };
+                    // Applied before: by the mark, or (for a source with no
+                    // mark yet) by the inbox of earlier versions.
+                    let legacy = match notification {
+                        Some(n) if stored.is_none() => self.inbox.contains(&n.event_id)?,
+                        _ => false,
+                    };
+                    let seen = *seq <= mark || legacy;
+                    marks.insert(source, (stored, mark.max(*seq)));
+                    if seen {
+                        continue;
+                    }
+                    if let Some(notification) = notification {
                         self.notifications.insert(
                             tx,
                             &(notification.user_id, notification.id),
@@ -116,9 +196,15 @@ impl NotificationsStore {
                         )?;
                     }
                 }
+                for (source, (stored, mark)) in &marks {
+                    if stored.is_none_or(|stored| stored < *mark) {
+                        self.applied.insert(tx, &(*source).to_owned(), mark)?;
+                    }
+                }
                 Ok::<_, ShopError>(())
             })
-            .await
+            .await?;
+        Ok(true)
     }
 
     pub(crate) fn list_by_user(
@@ -129,5 +215,117 @@ impl NotificationsStore {
         Page::collect(self.notifications.with_first(&user_id), page, |(_, n)| {
             Ok(n)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bulwark_storage::StoreConfig;
+
+    use super::*;
+
+    fn user_created(source: &str, seq: u64, user_id: u64) -> ShopEvent {
+        ShopEvent {
+            id: format!("{source}:{seq}"),
+            kind: EventKind::UserCreated {
+                user_id,
+                username: format!("u{user_id}"),
+            },
+        }
+    }
+
+    fn count(store: &NotificationsStore, user_id: u64) -> u64 {
+        store
+            .list_by_user(
+                user_id,
+                PageRequest {
+                    page: 1,
+                    page_size: 100,
+                },
+            )
+            .unwrap()
+            .total
+    }
+
+    fn open(dir: &std::path::Path) -> NotificationsStore {
+        NotificationsStore::open(Store::open(dir, StoreConfig::default()).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn redelivered_and_overlapping_batches_apply_each_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let batch = |from: u64, to: u64| -> Vec<ShopEvent> {
+            (from..=to)
+                .map(|seq| user_created("users", seq, 7))
+                .collect()
+        };
+        store.apply(&batch(1, 2)).await.unwrap();
+        store.apply(&batch(1, 3)).await.unwrap();
+        store.apply(&batch(2, 2)).await.unwrap();
+        assert_eq!(count(&store, 7), 3);
+        // Two deliveries of overlapping runs at once (a killed relay's batch
+        // still queued while its successor sends a longer one).
+        let (short, long) = (batch(3, 40), batch(3, 80));
+        let (a, b) = tokio::join!(store.apply(&short), store.apply(&long));
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(count(&store, 7), 80);
+        // Out of order within a batch, and several sources at once.
+        let mut mixed = vec![user_created("users#1", 2, 8), user_created("users#1", 1, 8)];
+        mixed.push(user_created("users", 81, 7));
+        store.apply(&mixed).await.unwrap();
+        store.apply(&mixed).await.unwrap();
+        assert_eq!(count(&store, 8), 2);
+        assert_eq!(count(&store, 7), 81);
+    }
+
+    #[tokio::test]
+    async fn events_recorded_in_the_inbox_by_earlier_versions_are_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // An earlier version applied users:1 and users:2 through the inbox.
+        for seq in 1..=2 {
+            let event = user_created("users", seq, 9);
+            store
+                .store
+                .write(|tx| {
+                    assert!(store.inbox.check_and_record(tx, &event.id, now_ms())?);
+                    store.notifications.insert(
+                        tx,
+                        &(9, seq),
+                        &Notification {
+                            id: seq,
+                            user_id: 9,
+                            kind: "user.created".to_owned(),
+                            order_id: None,
+                            message: "Welcome".to_owned(),
+                            event_id: event.id.clone(),
+                            created_at_ms: 0,
+                        },
+                    )?;
+                    Ok::<_, ShopError>(())
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(count(&store, 9), 2);
+        // Its relay redelivers 1..=3 after the upgrade.
+        let redelivered: Vec<ShopEvent> =
+            (1..=3).map(|seq| user_created("users", seq, 9)).collect();
+        store.apply(&redelivered).await.unwrap();
+        assert_eq!(count(&store, 9), 3);
+        store.apply(&redelivered).await.unwrap();
+        assert_eq!(count(&store, 9), 3);
+    }
+
+    #[test]
+    fn event_ids_split_into_source_and_sequence() {
+        assert_eq!(source_and_seq("users#1:42"), Some(("users#1", 42)));
+        assert_eq!(source_and_seq("orders:7"), Some(("orders", 7)));
+        assert_eq!(source_and_seq("orders"), None);
+        assert_eq!(source_and_seq("orders:x"), None);
     }
 }
