@@ -3,7 +3,7 @@
 //! SIGKILL and restartable on its data directory, its ports unchanged.
 
 use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -62,12 +62,22 @@ impl Drop for Nodes {
     }
 }
 
-fn free_port() -> Result<SocketAddr, ChaosError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|err| ChaosError::Setup(format!("cannot find a free port: {err}")))?;
-    listener
-        .local_addr()
-        .map_err(|err| ChaosError::Setup(format!("cannot find a free port: {err}")))
+/// Any free port on loopback: the node binds it itself and announces the
+/// real address, which its restarts then reuse (no window in which another
+/// process could take a port picked for it).
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The addresses in a `listening on HTTP [cluster ADDR]` line.
+fn announced(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let mut words = line.strip_prefix("listening on ")?.split(' ');
+    let http = words.next()?.parse().ok()?;
+    let cluster = match (words.next(), words.next()) {
+        (Some("cluster"), Some(addr)) => Some(addr.parse().ok()?),
+        _ => None,
+    };
+    Some((http, cluster))
 }
 
 impl Nodes {
@@ -91,8 +101,8 @@ impl Nodes {
         for (i, services) in layout.into_iter().enumerate() {
             specs.push(NodeSpec {
                 name: format!("n{}", i + 1),
-                http: free_port()?,
-                cluster: if count > 1 { Some(free_port()?) } else { None },
+                http: any_port(),
+                cluster: (count > 1).then(any_port),
                 services,
             });
         }
@@ -166,9 +176,12 @@ impl Nodes {
                 .specs
                 .iter()
                 .filter(|other| other.name != spec.name)
-                .filter_map(|other| other.cluster.map(|a| a.to_string()))
+                .filter_map(|other| other.cluster)
+                // Members not started yet have no address; they join us.
+                .filter(|addr| addr.port() != 0)
+                .map(|addr| addr.to_string())
                 .collect();
-            if i > 0 {
+            if !seeds.is_empty() {
                 command.args(["--join", &seeds.join(",")]);
             }
         }
@@ -187,21 +200,24 @@ impl Nodes {
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { return };
-                    if line.starts_with("listening on ") {
-                        let _ = tx.send(());
+                    if let Some(addrs) = announced(&line) {
+                        let _ = tx.send(addrs);
                     }
                 }
             });
         }
         self.children[i] = Some(child);
-        rx.recv_timeout(NODE_START_TIMEOUT).map_err(|_| {
+        let (http, cluster) = rx.recv_timeout(NODE_START_TIMEOUT).map_err(|_| {
             ChaosError::Setup(format!(
                 "node {} did not announce its address (see {}/{}.log)",
                 self.specs[i].name,
                 self.data_dir.display(),
                 self.specs[i].name
             ))
-        })
+        })?;
+        self.specs[i].http = http;
+        self.specs[i].cluster = cluster;
+        Ok(())
     }
 
     /// Waits until node `i` is ready and, in a cluster, every running
@@ -297,4 +313,26 @@ async fn members_up(client: &reqwest::Client, addr: SocketAddr) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announced_addresses_are_read_from_the_listening_line() {
+        assert_eq!(
+            announced("listening on 127.0.0.1:8080"),
+            Some((SocketAddr::from(([127, 0, 0, 1], 8080)), None))
+        );
+        assert_eq!(
+            announced("listening on 127.0.0.1:1 cluster 127.0.0.1:2"),
+            Some((
+                SocketAddr::from(([127, 0, 0, 1], 1)),
+                Some(SocketAddr::from(([127, 0, 0, 1], 2)))
+            ))
+        );
+        assert_eq!(announced("starting"), None);
+        assert_eq!(announced("listening on nowhere"), None);
+    }
 }
