@@ -84,7 +84,11 @@ impl UsersState {
     /// With several shards: claims each value for user `id` on the shard
     /// that owns it, and marks the claims pending until the returned guard
     /// drops (after the local write). One shard: nothing to claim.
-    async fn claim_all(&self, id: u64, keys: Vec<String>) -> Result<Pending, ShopError> {
+    async fn claim_all(
+        &self,
+        id: u64,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Result<Pending, ShopError> {
         let map = Arc::clone(&self.shard.pending);
         if !self.shard.shards.is_sharded() {
             return Ok(Pending {
@@ -162,7 +166,10 @@ impl Handler for UsersState {
                     .store
                     .next_id(|id| shard.shards.of_id(id) == shard.shard)
                     .await?;
-                let keys = vec![claim_key("username", &username), claim_key("email", &email)];
+                // Lazy: the keys are only made when users is sharded.
+                let keys = [("username", &username), ("email", &email)]
+                    .into_iter()
+                    .map(|(field, value)| claim_key(field, value));
                 let pending = self.claim_all(id, keys).await?;
                 let user = self.store.create(id, username, email).await?;
                 drop(pending);
@@ -177,8 +184,7 @@ impl Handler for UsersState {
                 let keys = username
                     .iter()
                     .map(|u| claim_key("username", u))
-                    .chain(email.iter().map(|e| claim_key("email", e)))
-                    .collect();
+                    .chain(email.iter().map(|e| claim_key("email", e)));
                 let pending = self.claim_all(id, keys).await?;
                 let user = self.store.update(id, username, email).await;
                 drop(pending);

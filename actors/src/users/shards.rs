@@ -64,7 +64,11 @@ impl UserShards {
     /// The shard that owns user `id`.
     #[must_use]
     pub fn of_id(self, id: u64) -> u32 {
-        jump_hash(id, self.count)
+        if self.is_sharded() {
+            jump_hash(id, self.count)
+        } else {
+            0
+        }
     }
 
     /// The shard that owns a claim key (`username:ada`).
@@ -130,7 +134,7 @@ pub async fn call_users(
         UsersRequest::Get(id) | UsersRequest::Delete(id) | UsersRequest::Update { id, .. } => {
             shards.of_id(*id)
         }
-        UsersRequest::Create(_) => rand::random_range(0..shards.count()),
+        UsersRequest::Create(_) if shards.is_sharded() => rand::random_range(0..shards.count()),
         UsersRequest::Claim { key, .. } => shards.of_key(key),
         UsersRequest::Holds { user_id, .. } => shards.of_id(*user_id),
         UsersRequest::Head { .. } => 0,
@@ -140,7 +144,7 @@ pub async fn call_users(
         UsersRequest::PendingEvents if shards.is_sharded() => {
             return pending_events(router, shards, context).await;
         }
-        UsersRequest::List(_) | UsersRequest::PendingEvents => 0,
+        UsersRequest::Create(_) | UsersRequest::List(_) | UsersRequest::PendingEvents => 0,
     };
     router
         .call_instance_with::<Users>(&shards.instance(shard), context, request)
