@@ -7,24 +7,14 @@
 //! going backwards.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod chaos_run;
+
 use std::time::Duration;
 
-use bulwark_chaos::{NemesisConfig, Nodes, RunConfig, Target};
+use bulwark_chaos::{NemesisConfig, RunConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_seconds_of_actor_kills_lose_nothing() {
-    let data = tempfile::tempdir().unwrap();
-    let key = "chaos-single-key";
-    let mut nodes = Nodes::start(
-        Path::new(env!("CARGO_BIN_EXE_bulwark")),
-        1,
-        data.path(),
-        key,
-        vec!["--payments-decline-over".into(), "20.00".into()],
-    )
-    .await
-    .unwrap();
     let config = RunConfig {
         seed: 6,
         duration: Duration::from_secs(60),
@@ -35,14 +25,7 @@ async fn sixty_seconds_of_actor_kills_lose_nothing() {
         }),
         ..RunConfig::default()
     };
-    let target = Target {
-        edges: nodes.edges(),
-        admin_key: key.to_owned(),
-    };
-    let report = bulwark_chaos::run(&config, target, Some(&mut nodes))
-        .await
-        .unwrap();
-    println!("{report}");
+    let report = chaos_run::run_on_fresh_nodes(1, &config).await;
     assert!(report.nemesis.actor_kills > 100, "{report}");
     assert!(report.requests["place-order"].ok > 0, "{report}");
     assert!(report.passed(), "{report}");

@@ -800,6 +800,17 @@ impl Router {
         context: &CallContext,
         payload: &Arc<dyn Any + Send + Sync>,
     ) -> Vec<(Arc<dyn AnySlot>, Envelope<EventPayload>)> {
+        self.deliveries(topic, context, || EventPayload::Local(Arc::clone(payload)))
+    }
+
+    /// This node's subscribers of `topic`, each with an envelope (one
+    /// message id for all) whose payload `payload` makes.
+    fn deliveries(
+        &self,
+        topic: &str,
+        context: &CallContext,
+        payload: impl Fn() -> EventPayload,
+    ) -> Vec<(Arc<dyn AnySlot>, Envelope<EventPayload>)> {
         let subscribers = self
             .inner
             .topics
@@ -814,7 +825,7 @@ impl Router {
                     id,
                     context: context.clone(),
                     sender_node: Arc::clone(&self.inner.node),
-                    payload: EventPayload::Local(Arc::clone(payload)),
+                    payload: payload(),
                 };
                 (subscriber, envelope)
             })
@@ -912,28 +923,10 @@ impl Router {
         payload: Vec<u8>,
     ) -> Vec<(Arc<dyn AnySlot>, Envelope<EventPayload>)> {
         let bytes: Arc<[u8]> = Arc::from(payload);
-        let subscribers = self
-            .inner
-            .topics
-            .get(&**topic)
-            .map(|s| s.clone())
-            .unwrap_or_default();
-        let id = MessageId::next();
-        subscribers
-            .into_iter()
-            .map(|subscriber| {
-                let envelope = Envelope {
-                    id,
-                    context: context.clone(),
-                    sender_node: Arc::clone(&self.inner.node),
-                    payload: EventPayload::Remote {
-                        bytes: Arc::clone(&bytes),
-                        decoded: None,
-                    },
-                };
-                (subscriber, envelope)
-            })
-            .collect()
+        self.deliveries(topic, context, || EventPayload::Remote {
+            bytes: Arc::clone(&bytes),
+            decoded: None,
+        })
     }
 
     /// Total calls in flight across services (used to drain at shutdown).

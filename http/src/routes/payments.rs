@@ -54,6 +54,27 @@ pub(crate) struct PaymentQuery {
 }
 
 /// An order's payment.
+impl PaymentQuery {
+    /// The order id, which both payment reads require.
+    fn order_id(&self) -> Result<u64, ApiError> {
+        self.order_id
+            .ok_or_else(|| ApiError::invalid("order_id", "is required"))
+    }
+}
+
+/// Sends `request` to payments within the request's context.
+async fn ask(
+    state: &AppState,
+    context: &RequestContext,
+    request: PaymentsRequest,
+) -> Result<PaymentsResponse, ApiError> {
+    Ok(state
+        .node
+        .router()
+        .call_with::<Payments>(context.call_context(), request)
+        .await?)
+}
+
 #[utoipa::path(
     get, path = "/api/v1/payments", tag = "payments",
     params(PaymentQuery),
@@ -68,14 +89,8 @@ pub(crate) async fn get(
     context: RequestContext,
     Query(query): Query<PaymentQuery>,
 ) -> Result<Response, ApiError> {
-    let order_id = query
-        .order_id
-        .ok_or_else(|| ApiError::invalid("order_id", "is required"))?;
-    let response = state
-        .node
-        .router()
-        .call_with::<Payments>(context.call_context(), PaymentsRequest::Get { order_id })
-        .await?;
+    let order_id = query.order_id()?;
+    let response = ask(&state, &context, PaymentsRequest::Get { order_id }).await?;
     match response {
         PaymentsResponse::Payment(payment) => Ok(Json(PaymentBody::from(payment)).into_response()),
         PaymentsResponse::None => Err(ApiError::NotFound {
@@ -135,14 +150,8 @@ pub(crate) async fn ledger(
     context: RequestContext,
     Query(query): Query<PaymentQuery>,
 ) -> Result<Response, ApiError> {
-    let order_id = query
-        .order_id
-        .ok_or_else(|| ApiError::invalid("order_id", "is required"))?;
-    let response = state
-        .node
-        .router()
-        .call_with::<Payments>(context.call_context(), PaymentsRequest::Ledger { order_id })
-        .await?;
+    let order_id = query.order_id()?;
+    let response = ask(&state, &context, PaymentsRequest::Ledger { order_id }).await?;
     let PaymentsResponse::Ledger(movements) = response else {
         return Err(super::unexpected("payments", "Ledger"));
     };
