@@ -132,6 +132,7 @@ pub fn install(
             continue;
         }
         let store = open(name)?;
+        builder = with_store_check(builder, name, &store);
         builder = match service {
             ShopService::Users => builder,
             ShopService::Products => {
@@ -156,6 +157,16 @@ pub fn install(
     Ok(builder)
 }
 
+/// Adds the health check `store <folder>` that fails once the store's sync
+/// failed: its writes fail from then on until the process restarts, so the
+/// node must stop reporting itself ready.
+fn with_store_check(builder: NodeBuilder, folder: &str, store: &Store) -> NodeBuilder {
+    let health = store.health_view();
+    builder.health_check(format!("store {folder}"), move || {
+        health.check().map_err(|err| err.to_string())
+    })
+}
+
 /// Adds this node's users instances: the one `users`, or its shards, each
 /// on its own store (`users-<shard>`).
 fn install_users(
@@ -174,8 +185,9 @@ fn install_users(
         } else {
             service.to_owned()
         };
-        let store = Store::open(config.data_dir.join(folder), config.store.clone())
+        let store = Store::open(config.data_dir.join(&folder), config.store.clone())
             .map_err(|source| ShopSetupError::Store { service, source })?;
+        builder = with_store_check(builder, &folder, &store);
         let users = Users::shard(store, shards, shard)
             .map_err(|source| ShopSetupError::Store { service, source })?;
         builder = builder.instance(shards.instance(shard), users, config.bounds);

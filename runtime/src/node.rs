@@ -70,12 +70,26 @@ struct NodeParts {
     tree: Tree,
 }
 
+/// A check of something a node's services depend on beside their actors —
+/// a store whose sync failed, for one. `Err` carries what is wrong.
+type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The outcome of one health check ([`Node::health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The check's name, as registered.
+    pub name: String,
+    /// `None` when it passed, else what failed.
+    pub failure: Option<String>,
+}
+
 /// Collects services, then starts them in the order they were added.
 pub struct NodeBuilder {
     config: NodeConfig,
     cluster: Option<ClusterConfig>,
     names: Vec<Arc<str>>,
     registers: Vec<Register>,
+    checks: Vec<(String, Check)>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -84,6 +98,10 @@ impl fmt::Debug for NodeBuilder {
             .field("config", &self.config)
             .field("services", &self.names)
             .field("cluster", &self.cluster.as_ref().map(|c| c.listen))
+            .field(
+                "checks",
+                &self.checks.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -118,6 +136,21 @@ impl NodeBuilder {
             let service = Arc::new(service);
             Box::new(move || Box::pin(start_service(name, service, slot, parts)))
         }));
+        self
+    }
+
+    /// Adds a health check, run by [`Node::health`] (and so by readiness
+    /// probes): for what a service depends on beside its actors, such as its
+    /// store. A failed check does not stop anything; it makes the node
+    /// report itself not ready, naming the check. Keep it cheap and
+    /// non-blocking: probes run it on every request.
+    #[must_use]
+    pub fn health_check(
+        mut self,
+        name: impl Into<String>,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.checks.push((name.into(), Arc::new(check)));
         self
     }
 
@@ -182,6 +215,7 @@ impl NodeBuilder {
             inner: Arc::new(NodeInner {
                 parts,
                 cluster,
+                checks: self.checks,
                 services: Mutex::new(Some(running)),
                 stopped: tokio::sync::watch::Sender::new(false),
             }),
@@ -199,6 +233,7 @@ struct RunningService {
 struct NodeInner {
     parts: NodeParts,
     cluster: Option<Cluster>,
+    checks: Vec<(String, Check)>,
     /// Taken by the first shutdown.
     services: Mutex<Option<Vec<RunningService>>>,
     /// Set once the first shutdown has finished; later callers wait on it.
@@ -228,6 +263,7 @@ impl Node {
             cluster: None,
             names: Vec::new(),
             registers: Vec::new(),
+            checks: Vec::new(),
         }
     }
 
@@ -267,6 +303,20 @@ impl Node {
     /// [`KillError`] when no running actor has that path.
     pub fn kill(&self, path: &str) -> Result<(), KillError> {
         self.inner.parts.tree.kill(path)
+    }
+
+    /// Runs every health check added with [`NodeBuilder::health_check`],
+    /// in the order they were added.
+    #[must_use]
+    pub fn health(&self) -> Vec<HealthCheck> {
+        self.inner
+            .checks
+            .iter()
+            .map(|(name, check)| HealthCheck {
+                name: name.clone(),
+                failure: check().err(),
+            })
+            .collect()
     }
 
     /// A service's status, `None` for an unknown service.

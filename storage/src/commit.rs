@@ -92,6 +92,37 @@ pub(crate) struct Syncer {
     synced: watch::Sender<Synced>,
 }
 
+fn failure(dir: &Path, synced: &Synced) -> Result<(), StoreError> {
+    match &synced.failure {
+        Some(source) => Err(StoreError::SyncFailed {
+            dir: dir.to_path_buf(),
+            source: Arc::clone(source),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether a store can still make writes durable, readable without keeping
+/// the store open ([`Store::health_view`](crate::Store::health_view)): for a
+/// readiness probe that lives as long as the process.
+#[derive(Clone, Debug)]
+pub struct StoreHealth {
+    dir: PathBuf,
+    synced: watch::Receiver<Synced>,
+}
+
+impl StoreHealth {
+    /// `Err` once a sync of the store failed (see [`Store::health`](crate::Store::health)).
+    /// A store closed since keeps its last answer.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::SyncFailed`] naming the store's directory and the cause.
+    pub fn check(&self) -> Result<(), StoreError> {
+        failure(&self.dir, &self.synced.borrow())
+    }
+}
+
 fn lock(control: &Mutex<Control>) -> MutexGuard<'_, Control> {
     // The guarded data are two plain values that are valid at every point, so a panic
     // elsewhere while holding the lock leaves nothing half-updated.
@@ -164,12 +195,14 @@ impl Syncer {
 
     /// Fails if an earlier sync failed.
     pub(crate) fn check_healthy(&self) -> Result<(), StoreError> {
-        match &self.synced.borrow().failure {
-            Some(source) => Err(StoreError::SyncFailed {
-                dir: self.dir.clone(),
-                source: Arc::clone(source),
-            }),
-            None => Ok(()),
+        failure(&self.dir, &self.synced.borrow())
+    }
+
+    /// A health view of this store that does not keep it open.
+    pub(crate) fn health(&self) -> StoreHealth {
+        StoreHealth {
+            dir: self.dir.clone(),
+            synced: self.synced.subscribe(),
         }
     }
 

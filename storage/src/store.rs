@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{self, DecodeFailure};
-use crate::commit::{Committer, Syncer};
+use crate::commit::{Committer, StoreHealth, Syncer};
 use crate::error::StoreError;
 use crate::event_log::EventLog;
 use crate::ids::IdGenerator;
@@ -518,6 +518,26 @@ impl Store {
         syncer.wait_durable(syncer.applied()).await
     }
 
+    /// Whether the store can still make writes durable: `Err`
+    /// ([`StoreError::SyncFailed`]) once a flush or fsync failed. That is
+    /// permanent for this open store (the kernel may have dropped the data a
+    /// retry would report as written): every later write fails too, and only
+    /// reopening the store — restarting the process — recovers. Cheap: it reads
+    /// one shared value, so a readiness probe may call it on every request.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::SyncFailed`] naming the store's directory and the cause.
+    pub fn health(&self) -> Result<(), StoreError> {
+        self.syncer().check_healthy()
+    }
+
+    /// [`Store::health`] as a value that does not keep the store open.
+    #[must_use]
+    pub fn health_view(&self) -> StoreHealth {
+        self.syncer().health()
+    }
+
     pub(crate) fn syncer(&self) -> &Syncer {
         self.inner.committer.syncer()
     }
@@ -711,6 +731,58 @@ mod tests {
 
     fn open(dir: &Path) -> Store {
         Store::open(dir, StoreConfig::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_poisons_the_store_for_every_later_write_and_its_health_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let table = store.table::<u64, String>("kv").unwrap();
+        store
+            .write(|tx| table.insert(tx, &1, &"one".to_owned()))
+            .await
+            .unwrap();
+        assert!(store.health().is_ok());
+        let view = store.health_view();
+        assert!(view.check().is_ok());
+        // The committer lists the blob directory in every sync; without it the
+        // sync fails, as a failed fsync would.
+        fs::remove_dir_all(dir.path().join(BLOB_DIR_NAME)).unwrap();
+        let failed = store
+            .write(|tx| table.insert(tx, &2, &"two".to_owned()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(failed, StoreError::SyncFailed { .. }),
+            "{failed:?}"
+        );
+        let health = store.health().unwrap_err();
+        assert!(
+            matches!(health, StoreError::SyncFailed { .. }),
+            "{health:?}"
+        );
+        assert!(
+            health
+                .to_string()
+                .contains(&dir.path().display().to_string()),
+            "{health}"
+        );
+        // Permanent: restoring the directory does not make the store trust
+        // its unsynced writes again.
+        fs::create_dir(dir.path().join(BLOB_DIR_NAME)).unwrap();
+        let later = store
+            .write(|tx| table.insert(tx, &3, &"three".to_owned()))
+            .await
+            .unwrap_err();
+        assert!(matches!(later, StoreError::SyncFailed { .. }), "{later:?}");
+        assert!(store.health().is_err());
+        drop(table);
+        drop(store);
+        let closed = view.check().unwrap_err();
+        assert!(
+            matches!(closed, StoreError::SyncFailed { .. }),
+            "{closed:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,8 @@ pub(crate) struct TestApp {
     pub(crate) client: Client,
     stop: Option<oneshot::Sender<()>>,
     running: Option<JoinHandle<Result<(), AppError>>>,
+    /// Where this node keeps its stores (`<data dir>/<node>`).
+    node_data_dir: std::path::PathBuf,
     _data: tempfile::TempDir,
 }
 
@@ -61,6 +63,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestA
         ..Config::default()
     };
     configure(&mut config);
+    let node_data_dir = config.node_data_dir();
     let app = App::build(config).await.unwrap();
     let addr = app.http_addr();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -72,6 +75,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestA
         client: Client::builder().build().unwrap(),
         stop: Some(stop),
         running: Some(running),
+        node_data_dir,
         _data: data,
     }
 }
@@ -93,6 +97,11 @@ where
 }
 
 impl TestApp {
+    /// The directory of one service's store.
+    pub(crate) fn store_dir(&self, service: &str) -> std::path::PathBuf {
+        self.node_data_dir.join(service)
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

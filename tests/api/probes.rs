@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{id, problem, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_200() {
@@ -30,6 +30,60 @@ async fn ready_lists_every_service_up() {
         names,
         ["notifications", "orders", "payments", "products", "users"]
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_sync_failed_makes_the_node_unready_and_names_the_store() {
+    let app = spawn_app().await;
+    let body: Value = app.ready().await.json().await.unwrap();
+    let checks: Vec<(&str, &str)> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("store users", "ok"),
+            ("store products", "ok"),
+            ("store payments", "ok"),
+            ("store notifications", "ok"),
+            ("store orders", "ok"),
+        ]
+    );
+    let product = app.create_product("lamp", 9.5, 3).await;
+
+    // The users store's committer lists its blob directory in every sync:
+    // without it the next sync fails, as a failed fsync would.
+    std::fs::remove_dir_all(app.store_dir("users").join("blobs")).unwrap();
+    let response = app
+        .post_user(&json!({"username": "ada", "email": "ada@example.com"}))
+        .await;
+    let failed = problem(response, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(failed["type"], "/problems/internal");
+
+    let response = app.ready().await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    for check in body["checks"].as_array().unwrap() {
+        if check["name"] == "store users" {
+            assert_eq!(check["status"], "failed");
+            let detail = check["detail"].as_str().unwrap();
+            assert!(detail.contains("users"), "{detail}");
+        } else {
+            assert_eq!(check["status"], "ok", "{check}");
+            assert!(check.get("detail").is_none(), "{check}");
+        }
+    }
+    // Every later write to that store fails too; the other services serve on.
+    let response = app
+        .post_user(&json!({"username": "bob", "email": "bob@example.com"}))
+        .await;
+    problem(response, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(app.get_product(id(&product)).await.status(), StatusCode::OK);
     app.stop().await;
 }
 

@@ -28,6 +28,9 @@ pub(crate) struct ReadyBody {
     node: String,
     /// Every local service and its status.
     services: Vec<ServiceBody>,
+    /// The node's health checks beside its actors (one per store:
+    /// `store users`), each `ok` or `failed` with the reason.
+    checks: Vec<CheckBody>,
     /// The cluster's members as this node sees them (this node alone
     /// outside a cluster).
     members: Vec<MemberBody>,
@@ -42,6 +45,18 @@ pub(crate) struct ServiceBody {
     status: &'static str,
 }
 
+/// One health check's outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct CheckBody {
+    /// The check's name (`store orders`).
+    name: String,
+    /// `ok` or `failed`.
+    status: &'static str,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "probes",
     responses((status = 200, description = "Alive", body = HealthBody)))]
@@ -49,14 +64,16 @@ pub(crate) async fn health() -> Json<HealthBody> {
     Json(HealthBody { status: "ok" })
 }
 
-/// Readiness: every local service is up. The body also lists the
+/// Readiness: every local service is up and every health check passes (a
+/// store whose sync failed refuses every write until the process restarts,
+/// so it fails its check). The body also lists the
 /// cluster's members and their state; an unreachable member does not make
 /// this node unready (it still serves everything that does not need that
 /// member, and those requests answer 503 on their own).
 #[utoipa::path(get, path = "/ready", tag = "probes",
     responses(
         (status = 200, description = "Every service is up", body = ReadyBody),
-        (status = 503, description = "Some service is not up", body = ReadyBody),
+        (status = 503, description = "Some service is not up or some check failed", body = ReadyBody),
     ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let services: Vec<ServiceBody> = state
@@ -73,11 +90,28 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
             },
         })
         .collect();
-    let ready = !services.is_empty() && services.iter().all(|s| s.status == "up");
+    let checks: Vec<CheckBody> = state
+        .node
+        .health()
+        .into_iter()
+        .map(|check| CheckBody {
+            name: check.name,
+            status: if check.failure.is_some() {
+                "failed"
+            } else {
+                "ok"
+            },
+            detail: check.failure,
+        })
+        .collect();
+    let ready = !services.is_empty()
+        && services.iter().all(|s| s.status == "up")
+        && checks.iter().all(|c| c.detail.is_none());
     let body = ReadyBody {
         status: if ready { "ready" } else { "not_ready" },
         node: state.node.name().to_owned(),
         services,
+        checks,
         members: members(&state.node),
     };
     let status = if ready {
