@@ -145,6 +145,18 @@ impl Metrics {
                 );
             }
         }
+        out.push_str(
+            "# HELP bulwark_health_check_ok Whether a node health check passes (one per store: a failed sync fails it).\n",
+        );
+        out.push_str("# TYPE bulwark_health_check_ok gauge\n");
+        for check in node.health() {
+            let ok = u8::from(check.failure.is_none());
+            let _ = writeln!(
+                out,
+                "bulwark_health_check_ok{{check=\"{}\"}} {ok}",
+                escape(&check.name)
+            );
+        }
         out
     }
 }

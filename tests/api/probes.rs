@@ -66,6 +66,15 @@ async fn a_store_whose_sync_failed_makes_the_node_unready_and_names_the_store() 
 
     let response = app.ready().await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = app.metrics().await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"bulwark_health_check_ok{check="store users"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"bulwark_health_check_ok{check="store orders"} 1"#),
+        "{metrics}"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
     for check in body["checks"].as_array().unwrap() {
