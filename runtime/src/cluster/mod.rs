@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::router::Router;
 use handshake::{Cookie, HANDSHAKE_TIMEOUT, HandshakeError, accept, dial, framed};
@@ -225,6 +225,50 @@ pub const REDIAL_DELAY_INITIAL: Duration = Duration::from_millis(100);
 /// Longest delay between re-dials.
 pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(5);
 
+/// While dials to a peer keep failing the same way, a warning is logged at
+/// most this often (the other failures log at debug level).
+pub const REDIAL_WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Decides which failed dials of one peer are worth a warning: the first, one
+/// whose error differs from the last, and otherwise one per
+/// [`REDIAL_WARN_INTERVAL`] — so a member that stays down does not fill the
+/// log with the same line every few seconds.
+#[derive(Debug, Default)]
+struct DialFailures {
+    /// Failed dials since the last link was open.
+    count: u64,
+    last_error: Option<String>,
+    last_warned: Option<tokio::time::Instant>,
+}
+
+impl DialFailures {
+    /// Records a failed dial and logs it; returns whether it was a warning.
+    fn failed(&mut self, addr: SocketAddr, error: &impl std::fmt::Display) -> bool {
+        self.count += 1;
+        let text = error.to_string();
+        let now = tokio::time::Instant::now();
+        let warn_now = self.last_error.as_deref() != Some(text.as_str())
+            || self
+                .last_warned
+                .is_none_or(|at| now.duration_since(at) >= REDIAL_WARN_INTERVAL);
+        if warn_now {
+            warn!(%addr, error = %text, failed_dials = self.count, "cannot open node link; retrying");
+            self.last_warned = Some(now);
+        } else {
+            debug!(%addr, error = %text, failed_dials = self.count, "cannot open node link; retrying");
+        }
+        self.last_error = Some(text);
+        warn_now
+    }
+
+    fn opened(&mut self, addr: SocketAddr) {
+        if self.count > 0 {
+            info!(%addr, failed_dials = self.count, "node link open again");
+        }
+        *self = Self::default();
+    }
+}
+
 /// Keeps a link to `addr` open until `stop` is cancelled: dials (under TLS
 /// when `tls` is set, as [`connect`]), and after the link closes (or a dial
 /// fails) dials again with exponential backoff. Each link announces
@@ -250,10 +294,12 @@ pub async fn maintain_link_with(
     stop: CancellationToken,
 ) {
     let mut delay = REDIAL_DELAY_INITIAL;
+    let mut failures = DialFailures::default();
     while !stop.is_cancelled() {
         match connect_with(addr, &me, &cookie, tls.as_ref(), Arc::clone(&inbound)).await {
             Ok(link) => {
                 delay = REDIAL_DELAY_INITIAL;
+                failures.opened(addr);
                 tokio::select! {
                     () = link.wait_closed() => {}
                     () = stop.cancelled() => {
@@ -263,12 +309,55 @@ pub async fn maintain_link_with(
                 }
                 debug!(%addr, "link closed; re-dialing");
             }
-            Err(err) => warn!(%addr, error = %err, "cannot open node link; retrying"),
+            Err(err) => {
+                failures.failed(addr, &err);
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return,
         }
         delay = (delay * 2).min(REDIAL_DELAY_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stays_down_is_warned_about_once_a_minute_and_each_new_error_at_once() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let refused = "connection refused";
+        let mut failures = DialFailures::default();
+        assert!(failures.failed(addr, &refused), "the first failure warns");
+        // The same error every 5 s (the longest re-dial delay) for a minute:
+        // debug lines only.
+        let mut warned = 0;
+        for _ in 0..11 {
+            tokio::time::advance(REDIAL_DELAY_MAX).await;
+            warned += usize::from(failures.failed(addr, &refused));
+        }
+        assert_eq!(warned, 0);
+        tokio::time::advance(REDIAL_DELAY_MAX).await;
+        assert!(
+            failures.failed(addr, &refused),
+            "a minute on, it warns again"
+        );
+        assert!(
+            failures.failed(addr, &"handshake timed out"),
+            "a different error warns at once"
+        );
+        assert!(
+            !failures.failed(addr, &"handshake timed out"),
+            "and then not again"
+        );
+        assert_eq!(failures.count, 15);
+        failures.opened(addr);
+        assert_eq!(failures.count, 0);
+        assert!(
+            failures.failed(addr, &refused),
+            "after a link was open, the next failure warns"
+        );
     }
 }
