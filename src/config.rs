@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bulwark_actors::{PaymentsConfig, SHARDS_MAX, ShopService, UserShards};
 use bulwark_http::{AdminKey, EdgeConfig, Price};
+use bulwark_runtime::BreakerConfig;
 use bulwark_runtime::cluster::tls::TlsPaths;
 use clap::{Args, Parser, Subcommand};
 
@@ -41,6 +42,8 @@ pub const BODY_LIMIT_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Largest accepted concurrency or connection bound: each unit costs a
 /// task and buffers; a million is far past what one node can serve.
 pub const COUNT_MAX: u64 = 1_000_000;
+/// Largest `circuit.timeouts`.
+pub const CIRCUIT_TIMEOUTS_MAX: u64 = 1_000;
 
 /// The `bulwark` command line.
 #[derive(Debug, Parser)]
@@ -105,6 +108,12 @@ pub struct ServeArgs {
     /// Bound on each phase of the node's shutdown.
     #[arg(long, value_name = "MS")]
     pub shutdown_timeout_ms: Option<String>,
+    /// Timed-out calls in a row that open a target's circuit (0: off).
+    #[arg(long, value_name = "N")]
+    pub circuit_timeouts: Option<String>,
+    /// How long an open circuit fails calls fast before a probe.
+    #[arg(long, value_name = "MS")]
+    pub circuit_open_ms: Option<String>,
     /// Decline every charge above this amount (e.g. 100.00).
     #[arg(long, value_name = "AMOUNT")]
     pub payments_decline_over: Option<String>,
@@ -159,6 +168,8 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Bound on each phase of the node's shutdown.
     pub shutdown_timeout: Duration,
+    /// The circuit breaker of every call target.
+    pub breaker: BreakerConfig,
     /// Where this node accepts node links; `None` outside a cluster.
     pub cluster_addr: Option<SocketAddr>,
     /// Seed nodes to dial.
@@ -203,6 +214,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             payments: PaymentsConfig::default(),
             shutdown_timeout: SHUTDOWN_TIMEOUT_DEFAULT,
+            breaker: BreakerConfig::default(),
             cluster_addr: None,
             join: Vec::new(),
             cookie: None,
@@ -279,6 +291,8 @@ enum Setting {
     TlsKey,
     TlsCa,
     AdminKey,
+    CircuitTimeouts,
+    CircuitOpenMs,
 }
 
 /// A setting's names in each source.
@@ -303,7 +317,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 22] = [
+pub const KEYS: [Key; 24] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -420,6 +434,18 @@ pub const KEYS: [Key; 22] = [
         "admin.key",
         "BULWARK_ADMIN_KEY",
         "--admin-key",
+    ),
+    key(
+        Setting::CircuitTimeouts,
+        "circuit.timeouts",
+        "BULWARK_CIRCUIT_TIMEOUTS",
+        "--circuit-timeouts",
+    ),
+    key(
+        Setting::CircuitOpenMs,
+        "circuit.open_ms",
+        "BULWARK_CIRCUIT_OPEN_MS",
+        "--circuit-open-ms",
     ),
 ];
 
@@ -571,6 +597,14 @@ impl Config {
             }
             Setting::ShutdownTimeoutMs => {
                 self.shutdown_timeout = millis(value, 1, TIMEOUT_MS_MAX).map_err(invalid)?;
+            }
+            Setting::CircuitTimeouts => {
+                self.breaker.timeouts_to_open =
+                    u32::try_from(count(value, 0, CIRCUIT_TIMEOUTS_MAX).map_err(invalid)?)
+                        .map_err(|_| invalid(format!("{value} is too large")))?;
+            }
+            Setting::CircuitOpenMs => {
+                self.breaker.open_for = millis(value, 1, TIMEOUT_MS_MAX).map_err(invalid)?;
             }
             Setting::BodyLimitBytes => {
                 self.edge.body_limit_bytes =
@@ -759,7 +793,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 22] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 24] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -787,6 +821,8 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 22] {
             Setting::TlsKey => value(&args.tls_key),
             Setting::TlsCa => value(&args.tls_ca),
             Setting::AdminKey => value(&args.admin_key),
+            Setting::CircuitTimeouts => value(&args.circuit_timeouts),
+            Setting::CircuitOpenMs => value(&args.circuit_open_ms),
         };
         (key, v)
     })
@@ -975,6 +1011,38 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("BULWARK_PAYMENTS_DECLINE_OVER: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn circuit_settings_are_read_from_every_source_and_zero_turns_breaking_off() {
+        assert_eq!(Config::default().breaker, BreakerConfig::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bulwark.toml");
+        std::fs::write(&file, "[circuit]\ntimeouts = 7\nopen_ms = 2500\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&args, env(&[])).unwrap();
+        assert_eq!(config.breaker.timeouts_to_open, 7);
+        assert_eq!(config.breaker.open_for, Duration::from_millis(2500));
+        let config = Config::load(&args, env(&[("BULWARK_CIRCUIT_TIMEOUTS", "0")])).unwrap();
+        assert_eq!(config.breaker.timeouts_to_open, 0);
+        let flags = ServeArgs {
+            circuit_open_ms: Some("0".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&flags, env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--circuit-open-ms: "), "{err}");
+        let err = Config::load(
+            &ServeArgs::default(),
+            env(&[("BULWARK_CIRCUIT_TIMEOUTS", "many")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("BULWARK_CIRCUIT_TIMEOUTS: "),
             "{err}"
         );
     }

@@ -108,6 +108,7 @@ impl App {
         let mut node_config = NodeConfig::new(config.node.clone());
         node_config.call_timeout = config.edge.request_timeout;
         node_config.shutdown_timeout = config.shutdown_timeout;
+        node_config.breaker = config.breaker;
         let mut shop = ShopConfig::new(&data_dir);
         shop.payments = config.payments.clone();
         shop.services.clone_from(&config.services);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use bulwark_runtime::{Node, ServiceStatus};
+use bulwark_runtime::{CircuitState, Node, ServiceStatus};
 
 /// Upper bounds of the latency histogram's buckets, in seconds: from a
 /// cached read (~1 ms) to the longest request timeout worth configuring.
@@ -144,6 +144,18 @@ impl Metrics {
                     load.in_flight
                 );
             }
+        }
+        out.push_str(
+            "# HELP bulwark_circuit_open Whether calls to a target fail fast (1: open or half-open, 0: closed).\n",
+        );
+        out.push_str("# TYPE bulwark_circuit_open gauge\n");
+        for (target, state) in node.router().circuits() {
+            let open = u8::from(state != CircuitState::Closed);
+            let _ = writeln!(
+                out,
+                "bulwark_circuit_open{{target=\"{}\"}} {open}",
+                escape(&target)
+            );
         }
         out.push_str(
             "# HELP bulwark_health_check_ok Whether a node health check passes (one per store: a failed sync fails it).\n",

@@ -21,6 +21,10 @@ pub enum UnavailableReason {
     /// The request or the answer could not cross the wire (it did not
     /// encode or decode).
     Codec,
+    /// Calls to the service kept passing their deadline, so its circuit is
+    /// open: calls fail fast for a while (see
+    /// [`BreakerConfig`](crate::BreakerConfig)).
+    CircuitOpen,
 }
 
 impl fmt::Display for UnavailableReason {
@@ -32,6 +36,9 @@ impl fmt::Display for UnavailableReason {
             Self::ShuttingDown => "the node is shutting down",
             Self::Unreachable => "the node running it is unreachable",
             Self::Codec => "the message could not cross the wire",
+            Self::CircuitOpen => {
+                "its calls kept timing out, so they fail fast for a while (circuit open)"
+            }
         })
     }
 }

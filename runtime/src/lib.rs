@@ -16,6 +16,7 @@
 //! - `node.rs` — [`Node`]: start, self-healing, listing, kill, shutdown;
 //! - `error.rs` — every error type.
 
+mod breaker;
 mod bulkhead;
 pub mod cluster;
 mod envelope;
@@ -24,6 +25,7 @@ mod node;
 mod router;
 mod service;
 
+pub use breaker::{BreakerConfig, CircuitState, OPEN_FOR_DEFAULT, TIMEOUTS_TO_OPEN_DEFAULT};
 pub use bulwark_supervisors::{
     ActorInfo, ActorState, Backoff, ChildContext, ChildKind, ChildSpec, KillError, Restart,
     Strategy, SupervisorSpec,

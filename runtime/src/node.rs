@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::breaker::BreakerConfig;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::NodeError;
 use crate::router::{Router, ServiceSlot, ServiceStatus};
@@ -36,6 +37,8 @@ pub struct NodeConfig {
     pub service_restart_backoff: Backoff,
     /// A service that stayed up this long starts its backoff over.
     pub service_restart_reset_after: Duration,
+    /// The circuit breaker every call target gets.
+    pub breaker: BreakerConfig,
 }
 
 impl NodeConfig {
@@ -51,6 +54,7 @@ impl NodeConfig {
                 max: Duration::from_secs(30),
             },
             service_restart_reset_after: Duration::from_secs(60),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -177,7 +181,11 @@ impl NodeBuilder {
             }
         }
         let config = Arc::new(self.config);
-        let router = Router::new(Arc::from(config.name.as_str()), config.call_timeout);
+        let router = Router::new(
+            Arc::from(config.name.as_str()),
+            config.call_timeout,
+            config.breaker,
+        );
         let parts = NodeParts {
             config: Arc::clone(&config),
             router: router.clone(),

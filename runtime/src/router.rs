@@ -21,6 +21,7 @@ use ractor::{ActorRef, MessagingErr};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use crate::breaker::{BreakerConfig, Breakers, CircuitState};
 use crate::bulkhead::Bulkhead;
 use crate::cluster::codec;
 use crate::cluster::link::{Announcement, Inbound, Link, LinkError, RemoteFailure};
@@ -237,6 +238,8 @@ struct RouterInner {
     topics: DashMap<&'static str, Vec<Arc<dyn AnySlot>>>,
     /// Set at shutdown: new messages are refused while in-flight ones drain.
     closed: AtomicBool,
+    /// One circuit per call target.
+    breakers: Breakers,
 }
 
 /// Carries calls, casts and topic events to services. Cheap to clone.
@@ -281,11 +284,12 @@ pub struct Published {
 }
 
 impl Router {
-    pub(crate) fn new(node: Arc<str>, call_timeout: Duration) -> Self {
+    pub(crate) fn new(node: Arc<str>, call_timeout: Duration, breaker: BreakerConfig) -> Self {
         Self {
             inner: Arc::new(RouterInner {
                 node,
                 call_timeout,
+                breakers: Breakers::new(breaker),
                 services: DashMap::new(),
                 handlers: DashMap::new(),
                 remotes: DashMap::new(),
@@ -528,9 +532,10 @@ impl Router {
     ///
     /// # Errors
     /// - [`CallError::Overloaded`] at once when the service's bulkhead is full;
-    /// - [`CallError::Unavailable`] at once when the service is unknown, down
-    ///   or the node is shutting down; after waiting (up to the deadline)
-    ///   when it is restarting;
+    /// - [`CallError::Unavailable`] at once when the service is unknown, down,
+    ///   its circuit is open (its calls kept timing out; see
+    ///   [`BreakerConfig`]) or the node is shutting down; after waiting (up to
+    ///   the deadline) when it is restarting;
     /// - [`CallError::Restarted`] when the actor stopped before replying;
     /// - [`CallError::Timeout`] when the deadline passed (the late reply is
     ///   dropped);
@@ -570,6 +575,8 @@ impl Router {
         self.call_in::<S>(instance, context, request, true).await
     }
 
+    /// A call from this node's callers: through the target's circuit
+    /// breaker, to the local instance or over its node's link.
     async fn call_in<S: Service>(
         &self,
         instance: &str,
@@ -577,20 +584,37 @@ impl Router {
         request: S::Request,
         check_deadline: bool,
     ) -> Result<S::Response, CallError<S::Error>> {
+        let service = S::NAME;
+        // An expired deadline is not worth sending, and not the target's
+        // fault (one clock read, skipped for contexts made just now).
+        if check_deadline && Instant::now() >= context.deadline {
+            return Err(CallError::Timeout { service });
+        }
         let slot = match self.slot::<S>(instance) {
-            Ok(slot) => slot,
-            Err(UnavailableReason::NotRegistered) => {
-                return self.call_remote::<S>(instance, context, request).await;
-            }
-            Err(reason) => {
-                return Err(CallError::Unavailable {
-                    service: S::NAME,
-                    reason,
-                });
-            }
+            Ok(slot) => Some(slot),
+            Err(UnavailableReason::NotRegistered) => None,
+            Err(reason) => return Err(CallError::Unavailable { service, reason }),
         };
-        self.call_local::<S>(&slot, context, request, check_deadline)
-            .await
+        let admission =
+            self.inner
+                .breakers
+                .admit(instance)
+                .map_err(|()| CallError::Unavailable {
+                    service,
+                    reason: UnavailableReason::CircuitOpen,
+                })?;
+        let result = match slot {
+            Some(slot) => self.call_local::<S>(&slot, context, request, false).await,
+            None => self.call_remote::<S>(instance, context, request).await,
+        };
+        admission.finish(matches!(result, Err(CallError::Timeout { .. })));
+        result
+    }
+
+    /// The circuit of every target this router has called, by name.
+    #[must_use]
+    pub fn circuits(&self) -> Vec<(Arc<str>, CircuitState)> {
+        self.inner.breakers.states()
     }
 
     async fn call_local<S: Service>(

@@ -126,6 +126,11 @@ async fn metrics_count_requests_by_route_and_status() {
         ),
         "{text}"
     );
+    // The users call went through its circuit, which is closed.
+    assert!(
+        text.contains(r#"bulwark_circuit_open{target="users"} 0"#),
+        "{text}"
+    );
     assert!(
         text.contains(
             r#"bulwark_http_requests_total{method="GET",route="/api/v1/users/{id}",status="404"} 1"#

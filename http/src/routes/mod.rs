@@ -471,12 +471,18 @@ mod tests {
             UnavailableReason::Unreachable,
             UnavailableReason::NotRegistered,
             UnavailableReason::ShuttingDown,
+            UnavailableReason::CircuitOpen,
         ] {
             assert_eq!(
                 kind(CallError::Unavailable { service, reason }),
                 "unavailable"
             );
         }
+        let open = ApiError::from(CallError::<ShopError>::Unavailable {
+            service,
+            reason: UnavailableReason::CircuitOpen,
+        });
+        assert_eq!(open.status().as_u16(), 503);
         assert_eq!(
             kind(CallError::Overloaded {
                 service,
