@@ -83,8 +83,10 @@ pub(crate) struct Breakers {
     targets: DashMap<Arc<str>, Arc<Breaker>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Breaker {
+    /// The target's name, for the log.
+    target: Arc<str>,
     /// Timed-out calls in a row while closed.
     timeouts: AtomicU32,
     /// 0 while closed, else when the open period ends (see `Breakers::epoch`).
@@ -98,7 +100,7 @@ struct Breaker {
 /// makes room for the next one.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    breaker: Option<(Arc<Breaker>, Arc<str>)>,
+    breaker: Option<Arc<Breaker>>,
     probe: bool,
     config: BreakerConfig,
     epoch: Instant,
@@ -127,7 +129,18 @@ impl Breakers {
         }
         let breaker = match self.targets.get(target) {
             Some(breaker) => Arc::clone(&breaker),
-            None => Arc::clone(&self.targets.entry(Arc::from(target)).or_default()),
+            None => {
+                let target: Arc<str> = Arc::from(target);
+                let breaker = self.targets.entry(Arc::clone(&target)).or_insert_with(|| {
+                    Arc::new(Breaker {
+                        target,
+                        timeouts: AtomicU32::new(0),
+                        open_until: AtomicU64::new(0),
+                        probing: AtomicBool::new(false),
+                    })
+                });
+                Arc::clone(&breaker)
+            }
         };
         let open_until = breaker.open_until.load(Ordering::Acquire);
         if open_until != 0 {
@@ -144,7 +157,7 @@ impl Breakers {
             }
             admission.probe = true;
         }
-        admission.breaker = Some((breaker, Arc::from(target)));
+        admission.breaker = Some(breaker);
         Ok(admission)
     }
 
@@ -174,9 +187,10 @@ impl Breakers {
 impl Admission {
     /// Records how the call ended: `timed_out` when it passed its deadline.
     pub(crate) fn finish(mut self, timed_out: bool) {
-        let Some((breaker, target)) = self.breaker.take() else {
+        let Some(breaker) = self.breaker.take() else {
             return;
         };
+        let target = &breaker.target;
         if timed_out {
             let timeouts = breaker.timeouts.fetch_add(1, Ordering::AcqRel) + 1;
             if self.probe || timeouts >= self.config.timeouts_to_open {
@@ -211,7 +225,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         // Unfinished (the caller's future was dropped): free the probe slot.
-        if let Some((breaker, _)) = &self.breaker
+        if let Some(breaker) = &self.breaker
             && self.probe
         {
             breaker.probing.store(false, Ordering::Release);
