@@ -194,3 +194,82 @@ fn install_users(
     }
     Ok(builder)
 }
+
+#[cfg(test)]
+mod tests {
+    use bulwark_runtime::Service;
+
+    use super::*;
+    use crate::common::PageRequest;
+    use crate::{
+        NewProduct, NewUser, NotificationsRequest, OrdersRequest, PaymentsRequest, ProductsRequest,
+        UserPatch, UsersRequest,
+    };
+
+    /// Only reads may be sent twice by the router after a crash: a write
+    /// sent again could apply twice.
+    #[test]
+    fn only_reads_are_retried_after_a_crash() {
+        let page = PageRequest::default();
+        let user = NewUser {
+            username: "ada".to_owned(),
+            email: "ada@example.com".to_owned(),
+        };
+        let users = [
+            (UsersRequest::Get(1), true),
+            (UsersRequest::List(page), true),
+            (UsersRequest::Create(user), false),
+            (
+                UsersRequest::Update {
+                    id: 1,
+                    patch: UserPatch::default(),
+                },
+                false,
+            ),
+            (UsersRequest::Delete(1), false),
+        ];
+        for (request, read) in users {
+            let copy = Users::idempotent_copy(&request);
+            assert_eq!(copy.as_ref(), read.then_some(&request), "{request:?}");
+        }
+        let product = NewProduct {
+            name: "lamp".to_owned(),
+            price_cents: 100,
+            quantity: 1,
+        };
+        for (request, read) in [
+            (ProductsRequest::Get(1), true),
+            (ProductsRequest::List(page), true),
+            (ProductsRequest::Create(product), false),
+            (ProductsRequest::Release { order_id: 1 }, false),
+        ] {
+            let copy = Products::idempotent_copy(&request);
+            assert_eq!(copy.as_ref(), read.then_some(&request), "{request:?}");
+        }
+        for (request, read) in [
+            (OrdersRequest::Get(1), true),
+            (OrdersRequest::Events(1), true),
+            (OrdersRequest::Cancel(1), false),
+        ] {
+            let copy = Orders::idempotent_copy(&request);
+            assert_eq!(copy.as_ref(), read.then_some(&request), "{request:?}");
+        }
+        for (request, read) in [
+            (PaymentsRequest::Get { order_id: 1 }, true),
+            (PaymentsRequest::Ledger { order_id: 1 }, true),
+            (
+                PaymentsRequest::Charge {
+                    order_id: 1,
+                    amount_cents: 5,
+                },
+                false,
+            ),
+            (PaymentsRequest::Refund { order_id: 1 }, false),
+        ] {
+            let copy = Payments::idempotent_copy(&request);
+            assert_eq!(copy.as_ref(), read.then_some(&request), "{request:?}");
+        }
+        let list = NotificationsRequest::ListByUser { user_id: 1, page };
+        assert_eq!(Notifications::idempotent_copy(&list), Some(list));
+    }
+}

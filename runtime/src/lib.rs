@@ -35,7 +35,7 @@ pub use envelope::{
 };
 pub use error::{CallError, CastError, NodeError, OverloadedBound, UnavailableReason};
 pub use node::{HealthCheck, Node, NodeBuilder, NodeConfig};
-pub use router::{PublishError, Published, Router, ServiceLoad, ServiceStatus};
+pub use router::{CALL_ATTEMPTS_MAX, PublishError, Published, Router, ServiceLoad, ServiceStatus};
 pub use service::{
     Call, Cast, IN_FLIGHT_MAX_DEFAULT, MAILBOX_LEN_MAX_DEFAULT, Reply, Service, ServiceConfig,
     ServiceContext, ServiceMsg, ServiceTree, Topic, TopicEvent,

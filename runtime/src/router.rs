@@ -575,9 +575,55 @@ impl Router {
         self.call_in::<S>(instance, context, request, true).await
     }
 
-    /// A call from this node's callers: through the target's circuit
-    /// breaker, to the local instance or over its node's link.
+    /// A call from this node's callers. An idempotent request
+    /// ([`Service::idempotent_copy`]) whose serving actor stopped before
+    /// replying is sent again, after a short pause, up to
+    /// [`CALL_ATTEMPTS_MAX`] attempts and never past the deadline.
     async fn call_in<S: Service>(
+        &self,
+        instance: &str,
+        context: CallContext,
+        request: S::Request,
+        check_deadline: bool,
+    ) -> Result<S::Response, CallError<S::Error>> {
+        let mut request = request;
+        let mut check_deadline = check_deadline;
+        let mut pause = RETRY_PAUSE_INITIAL;
+        let mut attempt = 1;
+        loop {
+            // Not idempotent: one attempt, and the context is not copied.
+            let Some(copy) = S::idempotent_copy(&request) else {
+                return self
+                    .call_attempt::<S>(instance, context, request, check_deadline)
+                    .await;
+            };
+            match self
+                .call_attempt::<S>(instance, context.clone(), request, check_deadline)
+                .await
+            {
+                Err(CallError::Restarted { .. })
+                    if attempt < CALL_ATTEMPTS_MAX && Instant::now() + pause < context.deadline =>
+                {
+                    tracing::debug!(
+                        service = S::NAME,
+                        instance,
+                        attempt,
+                        "idempotent call retried after a restart"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    request = copy;
+                    check_deadline = true;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt of a call: through the target's circuit breaker, to the
+    /// local instance or over its node's link.
+    async fn call_attempt<S: Service>(
         &self,
         instance: &str,
         context: CallContext,
@@ -1134,3 +1180,9 @@ async fn deliver_confirmed(
 /// Calls whose "service" starts with this carry a topic event to the
 /// peer's subscribers (no service name starts with `@`).
 const TOPIC_PREFIX: &str = "@topic/";
+
+/// Attempts of an idempotent call whose serving actor keeps stopping before
+/// it replies ([`Service::idempotent_copy`]).
+pub const CALL_ATTEMPTS_MAX: u32 = 3;
+/// Pause before the first retry of such a call; doubles for the next.
+const RETRY_PAUSE_INITIAL: Duration = Duration::from_millis(10);

@@ -46,6 +46,18 @@ pub trait Service: Send + Sync + Sized + 'static {
     fn topics(&self) -> Vec<&'static str> {
         Vec::new()
     }
+
+    /// A copy of `request` when it is idempotent — a read, or a write whose
+    /// effect is the same however often it is applied — else `None` (the
+    /// default, for every request). The router retries an idempotent call
+    /// whose serving actor stopped before replying
+    /// ([`CallError::Restarted`](crate::CallError::Restarted): it crashed,
+    /// was killed, or its node's link was lost mid-call) with this copy, up
+    /// to [`CALL_ATTEMPTS_MAX`](crate::CALL_ATTEMPTS_MAX) attempts within the
+    /// call's deadline, so a crash costs a read nothing but time.
+    fn idempotent_copy(_request: &Self::Request) -> Option<Self::Request> {
+        None
+    }
 }
 
 /// A named topic and the type of its events.

@@ -43,6 +43,11 @@ impl Service for Notifications {
     type Response = NotificationsResponse;
     type Error = ShopError;
 
+    /// Reads are retried after a crash of the serving actor.
+    fn idempotent_copy(request: &NotificationsRequest) -> Option<NotificationsRequest> {
+        matches!(request, NotificationsRequest::ListByUser { .. }).then(|| request.clone())
+    }
+
     fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
         let state = NotificationsState {
             store: self.store.clone(),

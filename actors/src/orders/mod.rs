@@ -59,6 +59,18 @@ impl Service for Orders {
     type Response = OrdersResponse;
     type Error = ShopError;
 
+    /// Reads are retried after a crash of the serving actor.
+    fn idempotent_copy(request: &OrdersRequest) -> Option<OrdersRequest> {
+        matches!(
+            request,
+            OrdersRequest::Get(_)
+                | OrdersRequest::ListByUser { .. }
+                | OrdersRequest::Events(_)
+                | OrdersRequest::PendingEvents
+        )
+        .then(|| request.clone())
+    }
+
     fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
         let sagas = Sagas::new(
             self.store.clone(),

@@ -52,6 +52,15 @@ impl Service for Payments {
     type Response = PaymentsResponse;
     type Error = ShopError;
 
+    /// Reads are retried after a crash of the serving actor.
+    fn idempotent_copy(request: &PaymentsRequest) -> Option<PaymentsRequest> {
+        matches!(
+            request,
+            PaymentsRequest::Get { .. } | PaymentsRequest::Ledger { .. }
+        )
+        .then(|| request.clone())
+    }
+
     fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
         let state = PaymentsState {
             store: self.store.clone(),

@@ -39,6 +39,15 @@ impl Service for Products {
     type Response = ProductsResponse;
     type Error = ShopError;
 
+    /// Reads are retried after a crash of the serving actor.
+    fn idempotent_copy(request: &ProductsRequest) -> Option<ProductsRequest> {
+        matches!(
+            request,
+            ProductsRequest::Get(_) | ProductsRequest::List(_) | ProductsRequest::PendingEvents
+        )
+        .then(|| request.clone())
+    }
+
     fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
         let state = ProductsState {
             store: self.store.clone(),

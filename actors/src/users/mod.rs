@@ -53,6 +53,19 @@ impl Service for Users {
     type Response = UsersResponse;
     type Error = ShopError;
 
+    /// Reads are retried after a crash of the serving actor.
+    fn idempotent_copy(request: &UsersRequest) -> Option<UsersRequest> {
+        matches!(
+            request,
+            UsersRequest::Get(_)
+                | UsersRequest::List(_)
+                | UsersRequest::Head { .. }
+                | UsersRequest::Holds { .. }
+                | UsersRequest::PendingEvents
+        )
+        .then(|| request.clone())
+    }
+
     fn tree(&self, ctx: &ServiceContext) -> ServiceTree<Self> {
         let state = UsersState {
             store: self.store.clone(),

@@ -29,6 +29,11 @@ pub enum Req {
     /// Calls `svc-1` with `Echo` inside this call's context.
     Forward(u64),
     Fail,
+    /// Idempotent: panics the first time any actor of this node sees one,
+    /// then echoes.
+    PanicOnce(u64),
+    /// Idempotent, and always panics.
+    PanicIdempotent,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +55,7 @@ pub struct Shared {
     pub events: Arc<Mutex<Vec<(usize, String)>>>,
     pub stopped: Arc<Mutex<Vec<usize>>>,
     pub late_replies: Arc<Mutex<Vec<bool>>>,
+    pub panicked_once: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Shared {
@@ -60,6 +66,7 @@ impl Default for Shared {
             events: Arc::default(),
             stopped: Arc::default(),
             late_replies: Arc::default(),
+            panicked_once: Arc::default(),
         }
     }
 }
@@ -103,6 +110,15 @@ impl<const N: usize> Service for Svc<N> {
 
     fn topics(&self) -> Vec<&'static str> {
         vec![Greetings::NAME]
+    }
+
+    fn idempotent_copy(request: &Req) -> Option<Req> {
+        match request {
+            Req::Echo(x) => Some(Req::Echo(*x)),
+            Req::PanicOnce(x) => Some(Req::PanicOnce(*x)),
+            Req::PanicIdempotent => Some(Req::PanicIdempotent),
+            _ => None,
+        }
     }
 }
 
@@ -153,6 +169,16 @@ impl<const N: usize> Actor for SvcActor<N> {
                         .await
                         .map_err(|_| Refused),
                     Req::Fail => Err(Refused),
+                    Req::PanicOnce(x) => {
+                        if !shared
+                            .panicked_once
+                            .swap(true, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            panic!("told to panic once");
+                        }
+                        Ok(x)
+                    }
+                    Req::PanicIdempotent => panic!("told to panic, idempotently"),
                 };
                 reply.send(result);
             }
