@@ -146,6 +146,18 @@ impl Metrics {
             }
         }
         out.push_str(
+            "# HELP bulwark_actor_restarts_total Restarts of a supervised actor by its supervisor.\n",
+        );
+        out.push_str("# TYPE bulwark_actor_restarts_total counter\n");
+        for actor in node.actors() {
+            let _ = writeln!(
+                out,
+                "bulwark_actor_restarts_total{{path=\"{}\"}} {}",
+                escape(&actor.path),
+                actor.restarts
+            );
+        }
+        out.push_str(
             "# HELP bulwark_circuit_open Whether calls to a target fail fast (1: open or half-open, 0: closed).\n",
         );
         out.push_str("# TYPE bulwark_circuit_open gauge\n");

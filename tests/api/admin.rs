@@ -108,8 +108,17 @@ async fn a_kill_is_followed_by_a_restart_visible_in_the_listing() {
         (entry["restarts"] == 1 && entry["state"] == "running").then_some(())
     })
     .await;
-    // The restarted service serves.
+    // The restarted service serves, and the restart is counted.
     app.create_user("after-kill").await;
+    let metrics = app.metrics().await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"bulwark_actor_restarts_total{path="users/entry"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"bulwark_actor_restarts_total{path="orders/entry"} 0"#),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
