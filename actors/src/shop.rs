@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use bulwark_runtime::{NodeBuilder, ServiceConfig};
+use bulwark_runtime::{MetricKind, MetricSample, NodeBuilder, ServiceConfig};
 use bulwark_storage::{Store, StoreConfig, StoreError};
 
 use crate::users::shards::UserShards;
@@ -157,14 +157,47 @@ pub fn install(
     Ok(builder)
 }
 
-/// Adds the health check `store <folder>` that fails once the store's sync
-/// failed: its writes fail from then on until the process restarts, so the
-/// node must stop reporting itself ready.
+/// Adds the health check `store <folder>`, which fails once the store's sync
+/// failed (its writes fail from then on until the process restarts, so the
+/// node must stop reporting itself ready), and the store's sync counters as
+/// metrics labelled `store="<folder>"`.
 fn with_store_check(builder: NodeBuilder, folder: &str, store: &Store) -> NodeBuilder {
     let health = store.health_view();
-    builder.health_check(format!("store {folder}"), move || {
-        health.check().map_err(|err| err.to_string())
-    })
+    let stats = health.clone();
+    let label = folder.to_owned();
+    builder
+        .health_check(format!("store {folder}"), move || {
+            health.check().map_err(|err| err.to_string())
+        })
+        .metrics(move || {
+            let now = stats.sync_stats();
+            let sample = |name, help, value| MetricSample {
+                name,
+                help,
+                kind: MetricKind::Counter,
+                labels: vec![("store", label.clone())],
+                value,
+            };
+            #[allow(clippy::cast_precision_loss)] // counters far below 2^52
+            let samples = vec![
+                sample(
+                    "bulwark_store_syncs_total",
+                    "Flush + fsync rounds of a store's group commit.",
+                    now.syncs as f64,
+                ),
+                sample(
+                    "bulwark_store_synced_writes_total",
+                    "Writes made durable by those rounds (mean batch: this / syncs).",
+                    now.synced_writes as f64,
+                ),
+                sample(
+                    "bulwark_store_sync_seconds_total",
+                    "Time spent in those rounds (mean sync time: this / syncs).",
+                    now.sync_time.as_secs_f64(),
+                ),
+            ];
+            samples
+        })
 }
 
 /// Adds this node's users instances: the one `users`, or its shards, each

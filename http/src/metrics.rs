@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use bulwark_runtime::{CircuitState, Node, ServiceStatus};
+use bulwark_runtime::{CircuitState, MetricKind, MetricSample, Node, ServiceStatus};
 
 /// Upper bounds of the latency histogram's buckets, in seconds: from a
 /// cached read (~1 ms) to the longest request timeout worth configuring.
@@ -169,6 +169,7 @@ impl Metrics {
                 escape(&target)
             );
         }
+        render_samples(&mut out, node.metric_samples());
         out.push_str(
             "# HELP bulwark_health_check_ok Whether a node health check passes (one per store: a failed sync fails it).\n",
         );
@@ -182,6 +183,34 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Writes the samples of the node's metric sources, each family once (its
+/// `HELP` and `TYPE`, then its samples) in the order families first appear.
+fn render_samples(out: &mut String, samples: Vec<MetricSample>) {
+    let mut families: Vec<(&'static str, Vec<MetricSample>)> = Vec::new();
+    for sample in samples {
+        match families.iter_mut().find(|(name, _)| *name == sample.name) {
+            Some((_, family)) => family.push(sample),
+            None => families.push((sample.name, vec![sample])),
+        }
+    }
+    for (name, family) in families {
+        let kind = match family[0].kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        };
+        let _ = writeln!(out, "# HELP {name} {}", family[0].help);
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for sample in family {
+            let labels: Vec<String> = sample
+                .labels
+                .iter()
+                .map(|(label, value)| format!("{label}=\"{}\"", escape(value)))
+                .collect();
+            let _ = writeln!(out, "{name}{{{}}} {}", labels.join(","), sample.value);
+        }
     }
 }
 

@@ -87,6 +87,34 @@ pub struct HealthCheck {
     pub failure: Option<String>,
 }
 
+/// Whether a metric only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows (Prometheus `counter`).
+    Counter,
+    /// Goes up and down (Prometheus `gauge`).
+    Gauge,
+}
+
+/// One sample of a metric a node's parts report beside the runtime's own
+/// ([`NodeBuilder::metrics`]): a store's sync counters, for one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSample {
+    /// The metric's name (`bulwark_store_syncs_total`).
+    pub name: &'static str,
+    /// What it measures, one line.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// Label names and values.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+/// A source of metric samples.
+type MetricSource = Arc<dyn Fn() -> Vec<MetricSample> + Send + Sync>;
+
 /// Collects services, then starts them in the order they were added.
 pub struct NodeBuilder {
     config: NodeConfig,
@@ -94,6 +122,7 @@ pub struct NodeBuilder {
     names: Vec<Arc<str>>,
     registers: Vec<Register>,
     checks: Vec<(String, Check)>,
+    metrics: Vec<MetricSource>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -155,6 +184,19 @@ impl NodeBuilder {
         check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
     ) -> Self {
         self.checks.push((name.into(), Arc::new(check)));
+        self
+    }
+
+    /// Adds a source of metric samples, read by [`Node::metric_samples`]
+    /// (and so by the edge's `/metrics`) on every scrape: for what the node's
+    /// services own beside their actors, such as a store's sync counters.
+    /// Keep it cheap and non-blocking.
+    #[must_use]
+    pub fn metrics(
+        mut self,
+        source: impl Fn() -> Vec<MetricSample> + Send + Sync + 'static,
+    ) -> Self {
+        self.metrics.push(Arc::new(source));
         self
     }
 
@@ -224,6 +266,7 @@ impl NodeBuilder {
                 parts,
                 cluster,
                 checks: self.checks,
+                metrics: self.metrics,
                 services: Mutex::new(Some(running)),
                 stopped: tokio::sync::watch::Sender::new(false),
             }),
@@ -242,6 +285,7 @@ struct NodeInner {
     parts: NodeParts,
     cluster: Option<Cluster>,
     checks: Vec<(String, Check)>,
+    metrics: Vec<MetricSource>,
     /// Taken by the first shutdown.
     services: Mutex<Option<Vec<RunningService>>>,
     /// Set once the first shutdown has finished; later callers wait on it.
@@ -272,6 +316,7 @@ impl Node {
             names: Vec::new(),
             registers: Vec::new(),
             checks: Vec::new(),
+            metrics: Vec::new(),
         }
     }
 
@@ -324,6 +369,17 @@ impl Node {
                 name: name.clone(),
                 failure: check().err(),
             })
+            .collect()
+    }
+
+    /// The samples of every source added with [`NodeBuilder::metrics`], in
+    /// the order the sources were added.
+    #[must_use]
+    pub fn metric_samples(&self) -> Vec<MetricSample> {
+        self.inner
+            .metrics
+            .iter()
+            .flat_map(|source| source())
             .collect()
     }
 

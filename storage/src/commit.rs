@@ -49,6 +49,22 @@ struct Synced {
     generation: u64,
     /// Set once a sync failed; the store is poisoned from then on.
     failure: Option<Arc<io::Error>>,
+    /// Completed flush + fsync rounds, and the time they took.
+    syncs: u64,
+    sync_time: Duration,
+}
+
+/// Counters of a store's syncs ([`StoreHealth::sync_stats`]): the mean batch
+/// is `synced_writes / syncs`, the mean sync time `sync_time / syncs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStats {
+    /// Completed flush + fsync rounds.
+    pub syncs: u64,
+    /// Writes made durable by them.
+    pub synced_writes: u64,
+    /// Time spent in them (flush, blob files, fsync).
+    pub sync_time: Duration,
 }
 
 /// Requests to the committer, guarded by [`Syncer::control`].
@@ -120,6 +136,19 @@ impl StoreHealth {
     /// [`StoreError::SyncFailed`] naming the store's directory and the cause.
     pub fn check(&self) -> Result<(), StoreError> {
         failure(&self.dir, &self.synced.borrow())
+    }
+
+    /// How many syncs the store ran, how many writes they made durable and
+    /// how long they took (for metrics). A store closed since keeps its last
+    /// figures.
+    #[must_use]
+    pub fn sync_stats(&self) -> SyncStats {
+        let synced = self.synced.borrow();
+        SyncStats {
+            syncs: synced.syncs,
+            synced_writes: synced.generation,
+            sync_time: synced.sync_time,
+        }
     }
 }
 
@@ -341,8 +370,12 @@ impl Syncer {
                 let first = self.synced_generation() + 1;
                 let batch_len = target + 1 - first;
                 self.syncs.fetch_add(1, Ordering::SeqCst);
-                self.synced
-                    .send_modify(|s| s.generation = s.generation.max(target));
+                let took = started.elapsed();
+                self.synced.send_modify(|s| {
+                    s.generation = s.generation.max(target);
+                    s.syncs += 1;
+                    s.sync_time += took;
+                });
                 if let Err(error) = self.prune_journal(first, target) {
                     self.poison(io::Error::other(error));
                     return;

@@ -69,7 +69,7 @@ mod store;
 mod table;
 mod tx;
 
-pub use commit::StoreHealth;
+pub use commit::{StoreHealth, SyncStats};
 pub use error::{CodecError, EngineError, StoreError};
 pub use event_log::{EventLog, Events};
 pub use ids::{ID_MAX, IdGenerator};

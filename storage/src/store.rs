@@ -745,6 +745,9 @@ mod tests {
         assert!(store.health().is_ok());
         let view = store.health_view();
         assert!(view.check().is_ok());
+        let stats = view.sync_stats();
+        assert!(stats.syncs >= 1, "{stats:?}");
+        assert_eq!(stats.synced_writes, 1, "{stats:?}");
         // The committer lists the blob directory in every sync; without it the
         // sync fails, as a failed fsync would.
         fs::remove_dir_all(dir.path().join(BLOB_DIR_NAME)).unwrap();

@@ -119,6 +119,7 @@ async fn metrics_count_requests_by_route_and_status() {
     let app = spawn_app().await;
     app.health().await;
     app.get("/api/v1/users/77").await;
+    app.create_user("counted").await;
     let text = app.metrics().await.text().await.unwrap();
     assert!(
         text.contains(
@@ -126,6 +127,26 @@ async fn metrics_count_requests_by_route_and_status() {
         ),
         "{text}"
     );
+    // Every store's sync counters, each family declared once.
+    assert_eq!(
+        text.matches("# TYPE bulwark_store_syncs_total counter")
+            .count(),
+        1,
+        "{text}"
+    );
+    for store in ["users", "products", "payments", "notifications", "orders"] {
+        assert!(
+            text.contains(&format!("bulwark_store_syncs_total{{store=\"{store}\"}}")),
+            "{text}"
+        );
+    }
+    // The user written above took at least one sync.
+    let synced_users = text
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"bulwark_store_synced_writes_total{store="users"} "#))
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap();
+    assert!(synced_users >= 1.0, "{text}");
     // The users call went through its circuit, which is closed.
     assert!(
         text.contains(r#"bulwark_circuit_open{target="users"} 0"#),
