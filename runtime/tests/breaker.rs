@@ -59,13 +59,7 @@ async fn call_within(
 }
 
 fn calls_seen(shared: &Shared) -> usize {
-    shared
-        .contexts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(n, _)| *n == 0)
-        .count()
+    shared.delivered_to(0).len()
 }
 
 #[tokio::test(start_paused = true)]

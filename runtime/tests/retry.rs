@@ -12,14 +12,7 @@ use bulwark_runtime::{CALL_ATTEMPTS_MAX, CallContext, CallError};
 use common::{Req, Shared, Svc, node};
 
 fn deliveries(shared: &Shared) -> Vec<CallContext> {
-    shared
-        .contexts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(n, _)| *n == 0)
-        .map(|(_, context)| context.clone())
-        .collect()
+    shared.delivered_to(0)
 }
 
 #[tokio::test(start_paused = true)]

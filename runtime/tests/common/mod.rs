@@ -75,6 +75,17 @@ impl Shared {
     pub fn open_gate(&self) {
         self.gate.add_permits(Semaphore::MAX_PERMITS / 2);
     }
+
+    /// The contexts of the calls and casts `svc-N` took, in order.
+    pub fn delivered_to(&self, n: usize) -> Vec<CallContext> {
+        self.contexts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(to, _)| *to == n)
+            .map(|(_, context)| context.clone())
+            .collect()
+    }
 }
 
 pub struct Svc<const N: usize> {
