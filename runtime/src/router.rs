@@ -591,8 +591,14 @@ impl Router {
         let mut pause = RETRY_PAUSE_INITIAL;
         let mut attempt = 1;
         loop {
-            // Not idempotent: one attempt, and the context is not copied.
-            let Some(copy) = S::idempotent_copy(&request) else {
+            // Not idempotent, or the last attempt: the context and the
+            // request are not copied.
+            let copy = if attempt < CALL_ATTEMPTS_MAX {
+                S::idempotent_copy(&request)
+            } else {
+                None
+            };
+            let Some(copy) = copy else {
                 return self
                     .call_attempt::<S>(instance, context, request, check_deadline)
                     .await;
@@ -601,9 +607,7 @@ impl Router {
                 .call_attempt::<S>(instance, context.clone(), request, check_deadline)
                 .await
             {
-                Err(CallError::Restarted { .. })
-                    if attempt < CALL_ATTEMPTS_MAX && Instant::now() + pause < context.deadline =>
-                {
+                Err(CallError::Restarted { .. }) if Instant::now() + pause < context.deadline => {
                     tracing::debug!(
                         service = S::NAME,
                         instance,
