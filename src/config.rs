@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bulwark_actors::{PaymentsConfig, SHARDS_MAX, ShopService, UserShards};
-use bulwark_http::{AdminKey, EdgeConfig, Price};
+use bulwark_http::{AdminKey, ApiKey, ApiKeys, EdgeConfig, Price, RateLimit};
 use bulwark_runtime::BreakerConfig;
 use bulwark_runtime::cluster::tls::TlsPaths;
 use clap::{Args, Parser, Subcommand};
@@ -151,6 +151,14 @@ pub struct ServeArgs {
     /// The admin API's bearer key; without one, `/admin/...` answers 404.
     #[arg(long, value_name = "KEY")]
     pub admin_key: Option<String>,
+    /// The REST API's keys, comma-separated NAME:SCOPES:SECRET (scopes
+    /// read, write, admin joined by '+'); without any the API is open.
+    #[arg(long, value_name = "LIST")]
+    pub api_keys: Option<String>,
+    /// Requests each client (API key, or IP address without one) may make:
+    /// N/s, N/min or N/h, optionally "burst M"; "off" for no limit.
+    #[arg(long, value_name = "RATE")]
+    pub api_rate_limit: Option<String>,
 }
 
 /// Everything the application needs to start.
@@ -293,6 +301,8 @@ enum Setting {
     AdminKey,
     CircuitTimeouts,
     CircuitOpenMs,
+    ApiKeys,
+    ApiRateLimit,
 }
 
 /// A setting's names in each source.
@@ -317,7 +327,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 24] = [
+pub const KEYS: [Key; 26] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -446,6 +456,18 @@ pub const KEYS: [Key; 24] = [
         "circuit.open_ms",
         "BULWARK_CIRCUIT_OPEN_MS",
         "--circuit-open-ms",
+    ),
+    key(
+        Setting::ApiKeys,
+        "api.keys",
+        "BULWARK_API_KEYS",
+        "--api-keys",
+    ),
+    key(
+        Setting::ApiRateLimit,
+        "api.rate_limit",
+        "BULWARK_API_RATE_LIMIT",
+        "--api-rate-limit",
     ),
 ];
 
@@ -707,6 +729,22 @@ impl Config {
                 self.users_shards = UserShards::new(count)
                     .ok_or_else(|| invalid(format!("{count} is not between 1 and {SHARDS_MAX}")))?;
             }
+            Setting::ApiKeys => {
+                let keys = list(value)
+                    .map(ApiKey::parse)
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(ApiKeys::new)
+                    .map_err(|err| invalid(err.to_string()))?;
+                if keys.is_empty() {
+                    return Err(invalid(
+                        "lists no key; leave it unset for an open API".to_owned(),
+                    ));
+                }
+                self.edge.api_keys = keys;
+            }
+            Setting::ApiRateLimit => {
+                self.edge.rate_limit = RateLimit::parse(value).map_err(invalid)?;
+            }
             Setting::AdminKey => {
                 self.edge.admin_key = Some(
                     AdminKey::new(value).ok_or_else(|| invalid("must not be empty".to_owned()))?,
@@ -793,7 +831,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 24] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 26] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -823,6 +861,8 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 24] {
             Setting::AdminKey => value(&args.admin_key),
             Setting::CircuitTimeouts => value(&args.circuit_timeouts),
             Setting::CircuitOpenMs => value(&args.circuit_open_ms),
+            Setting::ApiKeys => value(&args.api_keys),
+            Setting::ApiRateLimit => value(&args.api_rate_limit),
         };
         (key, v)
     })
@@ -1220,6 +1260,82 @@ mod tests {
             )
             .unwrap();
         assert!(config.edge.admin_key.unwrap().matches("k3"));
+    }
+
+    #[test]
+    fn api_keys_and_the_rate_limit_are_read_from_every_source() {
+        let defaults = Config::default();
+        assert!(defaults.edge.api_keys.is_empty());
+        assert_eq!(defaults.edge.rate_limit, None);
+        let vars = env(&[
+            (
+                "BULWARK_API_KEYS",
+                "web:read+write:aaaaaaaaaaaaaaaa, ops:read+admin:bbbbbbbbbbbbbbbb",
+            ),
+            ("BULWARK_API_RATE_LIMIT", "100/s burst 10"),
+        ]);
+        let config = Config::load(&ServeArgs::default(), vars).unwrap();
+        let names: Vec<&str> = config.edge.api_keys.iter().map(|k| k.name()).collect();
+        assert_eq!(names, ["web", "ops"]);
+        assert_eq!(
+            config
+                .edge
+                .api_keys
+                .find("bbbbbbbbbbbbbbbb")
+                .map(|k| k.name()),
+            Some("ops")
+        );
+        assert!(!format!("{config:?}").contains("aaaaaaaa"));
+        assert_eq!(
+            config.edge.rate_limit.map(|l| l.to_string()),
+            Some("100/s burst 10".to_owned())
+        );
+
+        let mut config = Config::default();
+        config
+            .apply_toml(
+                Path::new("c.toml"),
+                "[api]\nkeys = [\"web:read:cccccccccccccccc\"]\nrate_limit = \"30/min\"\n",
+                &mut Sources::default(),
+            )
+            .unwrap();
+        assert_eq!(config.edge.api_keys.iter().count(), 1);
+        assert_eq!(
+            config.edge.rate_limit.map(|l| l.to_string()),
+            Some("30/min burst 30".to_owned())
+        );
+
+        for (vars, starts) in [
+            (
+                [("BULWARK_API_KEYS", "web:read:short")],
+                "BULWARK_API_KEYS: key web: the secret is shorter",
+            ),
+            (
+                [("BULWARK_API_KEYS", " , ")],
+                "BULWARK_API_KEYS: lists no key",
+            ),
+            (
+                [(
+                    "BULWARK_API_KEYS",
+                    "a:read:dddddddddddddddd,b:write:dddddddddddddddd",
+                )],
+                "BULWARK_API_KEYS: keys a and b have the same secret",
+            ),
+            (
+                [("BULWARK_API_RATE_LIMIT", "100/day")],
+                "BULWARK_API_RATE_LIMIT: invalid rate limit",
+            ),
+        ] {
+            let err = Config::load(&ServeArgs::default(), env(&vars)).unwrap_err();
+            assert!(err.to_string().starts_with(starts), "{err}");
+            assert!(!err.to_string().contains("dddd"), "{err}");
+        }
+        let args = ServeArgs {
+            api_rate_limit: Some("off".to_owned()),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&args, env(&[("BULWARK_API_RATE_LIMIT", "5/s")])).unwrap();
+        assert_eq!(config.edge.rate_limit, None);
     }
 
     #[test]

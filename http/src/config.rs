@@ -3,6 +3,8 @@
 use bulwark_actors::UserShards;
 use std::time::Duration;
 
+use crate::auth::{ApiKeys, RateLimit};
+
 /// Default [`EdgeConfig::request_timeout`]: long enough for a write that
 /// waits on a group commit (an fsync) under load, short enough that a stuck
 /// dependency frees the client well before a typical proxy gives up (30 s).
@@ -57,6 +59,11 @@ pub struct EdgeConfig {
     /// The key of the admin API (`/admin/...`); `None` disables it (its
     /// routes answer 404).
     pub admin_key: Option<AdminKey>,
+    /// The REST API's keys; empty: the API is open.
+    pub api_keys: ApiKeys,
+    /// The rate limit of each client (API key, or IP address without one);
+    /// `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The admin API's bearer key: compared in constant time, never printed.
@@ -98,6 +105,8 @@ impl Default for EdgeConfig {
             drain_timeout: DRAIN_TIMEOUT_DEFAULT,
             users_shards: UserShards::SINGLE,
             admin_key: None,
+            api_keys: ApiKeys::default(),
+            rate_limit: None,
         }
     }
 }

@@ -31,12 +31,27 @@ pub enum ApiError {
         /// The parameter or header concerned, if one.
         field: Option<String>,
     },
-    /// 401 + `WWW-Authenticate: Bearer`: the admin API's key is missing or
-    /// wrong.
+    /// 401 + `WWW-Authenticate: Bearer`: the API key (or the admin API's
+    /// key) is missing or wrong.
     #[error("unauthorized: {detail}")]
     Unauthorized {
         /// What is missing or wrong (never the key).
         detail: String,
+    },
+    /// 403: the API key is valid but lacks the scope the request needs.
+    #[error("forbidden: {detail}")]
+    Forbidden {
+        /// Which key lacks which scope.
+        detail: String,
+    },
+    /// 429 + `Retry-After`: the client is over its rate limit; nothing was
+    /// done.
+    #[error("rate limited: {detail}")]
+    RateLimited {
+        /// Whose limit.
+        detail: String,
+        /// Seconds until the client's bucket holds a request again.
+        retry_after_secs: u64,
     },
     /// 404: no such entity.
     #[error("not found: {detail}")]
@@ -158,6 +173,8 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -177,6 +194,8 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => "malformed-request",
             Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::RateLimited { .. } => "rate-limited",
             Self::NotFound { .. } => "not-found",
             Self::RouteNotFound { .. } => "route-not-found",
             Self::Conflict { .. } => "conflict",
@@ -228,6 +247,8 @@ impl ApiError {
             ),
             Self::NotFound { detail }
             | Self::Unauthorized { detail }
+            | Self::Forbidden { detail }
+            | Self::RateLimited { detail, .. }
             | Self::Conflict { detail }
             | Self::UnsupportedMediaType { detail }
             | Self::Overloaded { detail }
@@ -258,7 +279,16 @@ impl IntoResponse for ApiError {
         if self.status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"bulwark-admin\""),
+                HeaderValue::from_static("Bearer realm=\"bulwark\""),
+            );
+        }
+        if let Self::RateLimited {
+            retry_after_secs, ..
+        } = &self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from((*retry_after_secs).max(1)),
             );
         }
         if let Self::Internal { detail } = self {

@@ -8,9 +8,13 @@
 //! header read timeout, request timeout, concurrency (load shedding with
 //! 503 + `Retry-After`) and open connections ([`EdgeConfig`]). Probes:
 //! `/health`, `/ready`; documents: `/metrics` (Prometheus), `/openapi.json`.
-//! With an admin key ([`EdgeConfig::admin_key`]), the admin API: the actor
-//! tree, kill by path, outboxes (`routes/admin.rs`; 404 without a key, 401
-//! with a wrong one).
+//! With an admin key ([`EdgeConfig::admin_key`]) or an API key with the
+//! `admin` scope, the admin API: the actor tree, kill by path, outboxes
+//! (`routes/admin.rs`; 404 without any such key, 401 with a wrong one).
+//! With API keys ([`EdgeConfig::api_keys`]) the REST API needs a key whose
+//! scope covers the request (401, 403); a rate limit
+//! ([`EdgeConfig::rate_limit`]) bounds each client (429 + `Retry-After`).
+//! See `auth.rs`.
 //!
 //! Status mapping of the services' answers:
 //!
@@ -27,6 +31,7 @@
 //! | `CallError::Timeout` (and the request's own deadline) | 504 |
 //!
 //! Layout:
+//! - `auth.rs` — API keys, scopes and rate limits ([`ApiKeys`], [`RateLimit`]);
 //! - `server.rs` — [`Server`]: accept loop, connection bound, header read
 //!   timeout, graceful drain;
 //! - `routes/` — the route table and middleware stack ([`router`]), one
@@ -38,6 +43,7 @@
 //! - `money.rs` — [`Price`]: decimal JSON numbers ⇄ integer cents;
 //! - `metrics.rs`, `openapi.rs`, `config.rs` ([`EdgeConfig`]).
 
+mod auth;
 mod config;
 mod error;
 mod extract;
@@ -49,6 +55,10 @@ mod routes;
 mod server;
 mod state;
 
+pub use auth::{
+    API_KEY_NAME_LEN_MAX, API_KEY_SECRET_LEN_MIN, ApiKey, ApiKeyError, ApiKeys, RateLimit,
+    RatePeriod, Scope,
+};
 pub use config::{
     AdminKey, BODY_LIMIT_BYTES_DEFAULT, CONCURRENCY_LIMIT_DEFAULT, CONNECTIONS_MAX_DEFAULT,
     DRAIN_TIMEOUT_DEFAULT, EdgeConfig, HEADER_BYTES_MAX, HEADER_READ_TIMEOUT_DEFAULT,

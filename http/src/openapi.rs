@@ -1,7 +1,10 @@
 //! The OpenAPI document, generated from the handlers' annotations. A test
 //! checks that its paths are exactly the router's routes.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
@@ -31,7 +34,7 @@ use crate::routes;
         (name = "notifications"), (name = "payments"), (name = "probes"),
         (name = "cluster"), (name = "admin"),
     ),
-    modifiers(&AdminKeyScheme)
+    modifiers(&AdminKeyScheme, &ApiKeyScheme)
 )]
 pub struct ApiDoc;
 
@@ -48,11 +51,82 @@ impl Modify for AdminKeyScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "The admin key (`--admin-key` / `BULWARK_ADMIN_KEY`); without one configured the admin routes answer 404",
+                        "The admin key (`--admin-key` / `BULWARK_ADMIN_KEY`); an API key with the `admin` scope works too. With neither configured the admin routes answer 404",
                     ))
                     .build(),
             ),
         );
+    }
+}
+
+/// Declares the REST API's bearer key (`api_key`) and, on every operation
+/// under `/api/v1`, that key and the answers of the edge's gate: 401, 403
+/// and 429 (`auth.rs`).
+#[derive(Debug)]
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`--api-keys` / `BULWARK_API_KEYS`) whose scope covers the request: `read` for GET, `write` for the rest. Without any key configured the API is open.",
+                    ))
+                    .build(),
+            ),
+        );
+        let gate = [
+            (
+                "401",
+                "Missing or unknown API key (only when API keys are configured)",
+            ),
+            ("403", "The API key lacks the scope the method needs"),
+            (
+                "429",
+                "The client is over its rate limit; `Retry-After` says when to retry",
+            ),
+        ];
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with(crate::API_PREFIX) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                guard(operation, &gate);
+            }
+        }
+    }
+}
+
+/// Adds the API key and the gate's answers to `operation`.
+fn guard(operation: &mut Operation, gate: &[(&str, &str)]) {
+    operation
+        .security
+        .get_or_insert_with(Vec::new)
+        .push(SecurityRequirement::new("api_key", Vec::<String>::new()));
+    for (status, description) in gate {
+        let response = ResponseBuilder::new()
+            .description(*description)
+            .content(
+                crate::PROBLEM_JSON,
+                Content::new(Some(Ref::from_schema_name("Problem"))),
+            )
+            .build();
+        operation
+            .responses
+            .responses
+            .entry((*status).to_owned())
+            .or_insert(RefOr::T(response));
     }
 }
 

@@ -82,6 +82,36 @@ fn openapi_paths_are_exactly_the_routers_routes() {
     assert_eq!(documented_routes(), served);
 }
 
+#[test]
+fn every_api_operation_documents_its_key_and_the_gates_answers_and_probes_do_not() {
+    let doc = serde_json::to_value(openapi()).unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let gated = path.starts_with("/api/v1");
+            let responses = &operation["responses"];
+            for status in ["401", "403", "429"] {
+                assert_eq!(
+                    responses.get(status).is_some(),
+                    gated || path.starts_with("/admin") && status != "429",
+                    "{method} {path} {status}"
+                );
+            }
+            let has_key = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
+            assert_eq!(
+                has_key,
+                gated || path.starts_with("/admin"),
+                "{method} {path}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_documented_route_is_served_not_404_route_or_405() {
     let shop = shop().await;

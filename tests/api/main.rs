@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod auth;
 mod errors;
 mod helpers;
 mod limits;

@@ -1,19 +1,21 @@
 //! `/admin/...`: the actor tree of this node, killing an actor by path (for
 //! chaos tests), and the services' outboxes.
 //!
-//! The admin API exists only when an admin key is configured
-//! ([`crate::EdgeConfig::admin_key`]); otherwise its routes answer 404
-//! exactly like routes that do not exist. Every request must carry the key
-//! as `Authorization: Bearer <key>` (compared in constant time); a missing
-//! or wrong key is a 401. Like the probes, the admin routes are never shed:
-//! a chaos run's nemesis must reach an overloaded node.
+//! The admin API exists only when an admin key
+//! ([`crate::EdgeConfig::admin_key`]) or an API key with the `admin` scope
+//! is configured; otherwise its routes answer 404 exactly like routes that
+//! do not exist. Every request must carry such a key as
+//! `Authorization: Bearer <key>` (compared in constant time); a missing or
+//! wrong key is a 401, an API key without the `admin` scope a 403. Like the
+//! probes, the admin routes are never shed nor rate limited: a chaos run's
+//! nemesis must reach an overloaded node.
 //!
 //! Actor paths contain `/` (`orders/entry`), which an axum path parameter
 //! cannot match in the middle of a route, so the kill route takes the path
 //! as a query parameter: `POST /admin/actors/kill?path=orders/entry`.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bulwark_actors::{
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::unexpected;
+use crate::auth::{Scope, bearer};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query, RequestContext};
 use crate::state::AppState;
@@ -43,24 +46,31 @@ pub(crate) async fn require_admin(
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
-    let Some(key) = &state.config.admin_key else {
+    let config = &state.config;
+    let admin_keys = config.api_keys.iter().any(|key| key.allows(Scope::Admin));
+    if config.admin_key.is_none() && !admin_keys {
         return Err(ApiError::RouteNotFound {
             path: path.to_owned(),
         });
-    };
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    }
+    let Some(presented) = bearer(headers) else {
         return Err(ApiError::Unauthorized {
             detail: "the admin API needs `Authorization: Bearer <admin key>`".to_owned(),
         });
     };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|text| text.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(presented) if key.matches(presented) => Ok(()),
-        _ => Err(ApiError::Unauthorized {
+    if config
+        .admin_key
+        .as_ref()
+        .is_some_and(|key| key.matches(presented))
+    {
+        return Ok(());
+    }
+    match config.api_keys.find(presented) {
+        Some(key) if key.allows(Scope::Admin) => Ok(()),
+        Some(key) => Err(ApiError::Forbidden {
+            detail: format!("API key {} lacks the admin scope", key.name()),
+        }),
+        None => Err(ApiError::Unauthorized {
             detail: "wrong admin key".to_owned(),
         }),
     }
@@ -127,10 +137,11 @@ impl ActorBody {
 /// Every supervised actor on this node.
 #[utoipa::path(
     get, path = "/admin/actors", tag = "admin",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The actor tree", body = ActorsBody),
         (status = 401, description = "Missing or wrong admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key without the admin scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No admin key is configured", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -160,11 +171,12 @@ pub(crate) struct KillQuery {
 /// one more restart), or escalates past its restart intensity.
 #[utoipa::path(
     post, path = "/admin/actors/kill", tag = "admin",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("api_key" = [])),
     params(KillQuery),
     responses(
         (status = 200, description = "Killed; the body is the actor as it was just before", body = ActorBody),
         (status = 401, description = "Missing or wrong admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key without the admin scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No actor has that path, or no admin key is configured", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The actor is restarting or down", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing path", body = Problem, content_type = "application/problem+json"),
@@ -216,10 +228,11 @@ pub(crate) struct OutboxBody {
 /// the service runs.
 #[utoipa::path(
     get, path = "/admin/outboxes", tag = "admin",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Pending events per outbox", body = OutboxesBody),
         (status = 401, description = "Missing or wrong admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key without the admin scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No admin key is configured", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A service is unavailable", body = Problem, content_type = "application/problem+json"),
     )

@@ -27,6 +27,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::{Limiter, guard_api};
 use crate::config::EdgeConfig;
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -125,14 +126,20 @@ fn admin_table() -> Table {
 }
 
 /// Probes and documents: never shed, so an overloaded node still answers
-/// its liveness probe and is not restarted for being busy.
+/// its liveness probe and is not restarted for being busy; open to every
+/// client, as orchestrators and scrapers carry no API key.
 fn probe_table() -> Table {
     Table::new()
         .add(Verb::Get, "/health", probes::health)
         .add(Verb::Get, "/ready", probes::ready)
         .add(Verb::Get, "/metrics", probes::metrics)
         .add(Verb::Get, "/openapi.json", probes::openapi)
-        .add(Verb::Get, "/api/v1/cluster", cluster::get)
+}
+
+/// The cluster's view: never shed (an operator looks at it when the node
+/// is busy), but part of the API, so behind its key and rate limit.
+fn cluster_table() -> Table {
+    Table::new().add(Verb::Get, "/api/v1/cluster", cluster::get)
 }
 
 /// Every route the router serves: method and path template.
@@ -140,6 +147,7 @@ fn probe_table() -> Table {
 pub fn routes() -> Vec<(Method, &'static str)> {
     let mut all = api_table().routes;
     all.extend(probe_table().routes);
+    all.extend(cluster_table().routes);
     all.extend(admin_table().routes);
     all
 }
@@ -149,18 +157,24 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 pub fn router(node: Node, config: EdgeConfig) -> Router {
     let state = AppState {
         node,
+        limiter: config.rate_limit.map(|limit| Arc::new(Limiter::new(limit))),
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
     };
+    let guard = || axum::middleware::from_fn_with_state(state.clone(), guard_api);
     let shedding = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(shed_error))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(
             state.config.concurrency_limit.max(1),
         ));
+    // The guard is outside the shedder: a request refused for its key or
+    // its rate never takes a concurrency slot.
     api_table()
         .router
         .layer(shedding)
+        .route_layer(guard())
+        .merge(cluster_table().router.route_layer(guard()))
         .merge(probe_table().router)
         .merge(
             admin_table()
