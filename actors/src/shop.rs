@@ -146,12 +146,14 @@ pub fn install(
                 Notifications::new(store).map_err(wrap(name))?,
                 config.bounds,
             ),
-            ShopService::Orders => builder.service(
-                Orders::new(store)
+            ShopService::Orders => {
+                let orders = Orders::new(store)
                     .map_err(wrap(name))?
-                    .with_user_shards(config.users),
-                config.bounds,
-            ),
+                    .with_user_shards(config.users);
+                builder
+                    .metrics(orders.metrics())
+                    .service(orders, config.bounds)
+            }
         };
     }
     Ok(builder)

@@ -209,7 +209,11 @@ fn render_samples(out: &mut String, samples: Vec<MetricSample>) {
                 .iter()
                 .map(|(label, value)| format!("{label}=\"{}\"", escape(value)))
                 .collect();
-            let _ = writeln!(out, "{name}{{{}}} {}", labels.join(","), sample.value);
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {}", sample.value);
+            } else {
+                let _ = writeln!(out, "{name}{{{}}} {}", labels.join(","), sample.value);
+            }
         }
     }
 }

@@ -271,3 +271,43 @@ async fn a_cancelled_orders_ledger_shows_the_charge_and_its_refund() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_outcomes_are_counted_in_the_metrics() {
+    let app = spawn_app_with(|config| config.payments.decline_over_cents = Some(1000)).await;
+    let user = app.create_user("counted").await;
+    let cheap = app.create_product("pen", 2.0, 10).await;
+    let dear = app.create_product("piano", 900.0, 1).await;
+    for product in [&cheap, &dear, &cheap] {
+        let placed: Value = app
+            .post_order(&order_of(&user, product, 1), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        app.settled_order(id(&placed)).await;
+    }
+    // Two completed, one declined and cancelled.
+    let expected = [
+        r#"bulwark_saga_outcomes_total{outcome="completed"} 2"#,
+        r#"bulwark_saga_outcomes_total{outcome="cancelled"} 1"#,
+        "bulwark_sagas_running 0",
+        "bulwark_saga_step_retries_total 0",
+    ];
+    eventually("both outcomes in the metrics", || async {
+        let text = app.metrics().await.text().await.unwrap();
+        expected
+            .iter()
+            .all(|line| text.lines().any(|l| l == *line))
+            .then_some(())
+    })
+    .await;
+    let text = app.metrics().await.text().await.unwrap();
+    assert_eq!(
+        text.matches("# TYPE bulwark_saga_outcomes_total counter")
+            .count(),
+        1,
+        "{text}"
+    );
+    app.stop().await;
+}

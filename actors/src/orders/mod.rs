@@ -8,17 +8,17 @@ mod state;
 mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
+use bulwark_runtime::{MetricKind, MetricSample, Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
-use dashmap::DashMap;
 
 use crate::common::ShopError;
 use crate::relay::{Kick, with_relay};
 use crate::users::shards::UserShards;
 use actor::{OrdersActor, OrdersState};
 use messages::{OrdersRequest, OrdersResponse};
-use saga::Sagas;
+use saga::{SagaShared, Sagas};
 use store::OrdersStore;
 
 /// The orders service.
@@ -26,8 +26,8 @@ use store::OrdersStore;
 pub struct Orders {
     store: OrdersStore,
     kick: Kick,
-    running: Arc<DashMap<u64, ()>>,
     users: UserShards,
+    sagas: Arc<SagaShared>,
 }
 
 impl Orders {
@@ -39,9 +39,56 @@ impl Orders {
         Ok(Self {
             store: OrdersStore::open(store)?,
             kick: Kick::default(),
-            running: Arc::default(),
             users: UserShards::SINGLE,
+            sagas: Arc::default(),
         })
+    }
+
+    /// A metrics source (`NodeBuilder::metrics`) for this service's sagas:
+    /// `bulwark_saga_outcomes_total{outcome}` (completed, cancelled),
+    /// `bulwark_saga_step_retries_total` and `bulwark_sagas_running`.
+    pub fn metrics(&self) -> impl Fn() -> Vec<MetricSample> + Send + Sync + 'static {
+        let stats = Arc::clone(&self.sagas);
+        move || {
+            let counter = |name, help, labels, value: &AtomicU64| MetricSample {
+                name,
+                help,
+                kind: MetricKind::Counter,
+                labels,
+                #[allow(clippy::cast_precision_loss)] // counters far below 2^52
+                value: value.load(Ordering::Relaxed) as f64,
+            };
+            let outcomes = "Order sagas this node finished, by outcome.";
+            #[allow(clippy::cast_precision_loss)]
+            let running = stats.running.len() as f64;
+            vec![
+                counter(
+                    "bulwark_saga_outcomes_total",
+                    outcomes,
+                    vec![("outcome", "completed".to_owned())],
+                    &stats.completed,
+                ),
+                counter(
+                    "bulwark_saga_outcomes_total",
+                    outcomes,
+                    vec![("outcome", "cancelled".to_owned())],
+                    &stats.cancelled,
+                ),
+                counter(
+                    "bulwark_saga_step_retries_total",
+                    "Failed saga step attempts that were retried.",
+                    Vec::new(),
+                    &stats.step_retries,
+                ),
+                MetricSample {
+                    name: "bulwark_sagas_running",
+                    help: "Order sagas running on this node now.",
+                    kind: MetricKind::Gauge,
+                    labels: Vec::new(),
+                    value: running,
+                },
+            ]
+        }
     }
 
     /// Reaches users split into `shards` (the saga validates each order's
@@ -77,7 +124,7 @@ impl Service for Orders {
             ctx.router.clone(),
             self.users,
             self.kick.clone(),
-            Arc::clone(&self.running),
+            Arc::clone(&self.sagas),
             ctx.shutdown.clone(),
             ctx.tasks.clone(),
         );

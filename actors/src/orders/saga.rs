@@ -10,6 +10,7 @@
 //! restarted service resumes every pending order.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bulwark_runtime::{CallError, Router, UnavailableReason};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::messages::OrderStatus;
 use super::state::{OrderEvent, OrderState, Step};
 use super::store::{OrdersStore, RecordError};
 use crate::common::ShopError;
@@ -46,6 +48,34 @@ enum Outcome {
     Stop,
 }
 
+/// What outlives the entry actor's restarts: the orders whose saga task
+/// is running (so a restarted entry never starts a second task for the
+/// same order), and what this node's sagas did since it started
+/// (`/metrics`).
+#[derive(Debug, Default)]
+pub(crate) struct SagaShared {
+    /// Orders whose saga task is running.
+    pub(crate) running: DashMap<u64, ()>,
+    /// Sagas that ended `completed`.
+    pub(crate) completed: AtomicU64,
+    /// Sagas that ended `cancelled` (declined, out of stock, cancelled by
+    /// the client, or given up on after failed attempts).
+    pub(crate) cancelled: AtomicU64,
+    /// Failed step attempts that were retried.
+    pub(crate) step_retries: AtomicU64,
+}
+
+impl SagaShared {
+    fn finished(&self, status: OrderStatus) {
+        match status {
+            OrderStatus::Completed => &self.completed,
+            OrderStatus::Cancelled => &self.cancelled,
+            OrderStatus::Pending => return,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Runs order sagas; one task per pending order at most.
 #[derive(Debug, Clone)]
 pub(crate) struct Sagas {
@@ -54,9 +84,8 @@ pub(crate) struct Sagas {
     /// How users is split, to reach an order's user on its shard.
     users: UserShards,
     kick: Kick,
-    /// Orders whose saga task is running; shared across actor restarts so
-    /// a restarted entry never starts a second task for the same order.
-    running: Arc<DashMap<u64, ()>>,
+    /// Running sagas and counters, shared across actor restarts.
+    shared: Arc<SagaShared>,
     /// Cancelled when the node starts shutting the service down; sagas
     /// resume from the store at the next start.
     stop: CancellationToken,
@@ -65,11 +94,11 @@ pub(crate) struct Sagas {
 }
 
 /// Removes an order from the running set when its task ends, however.
-struct Running(Arc<DashMap<u64, ()>>, u64);
+struct Running(Arc<SagaShared>, u64);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.remove(&self.1);
+        self.0.running.remove(&self.1);
     }
 }
 
@@ -109,7 +138,7 @@ impl Sagas {
         router: Router,
         users: UserShards,
         kick: Kick,
-        running: Arc<DashMap<u64, ()>>,
+        shared: Arc<SagaShared>,
         stop: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
@@ -118,7 +147,7 @@ impl Sagas {
             router,
             users,
             kick,
-            running,
+            shared,
             stop,
             tasks,
         }
@@ -126,12 +155,12 @@ impl Sagas {
 
     /// Starts the saga of `id` unless it is running already.
     pub(crate) fn ensure(&self, id: u64) {
-        if self.stop.is_cancelled() || self.running.insert(id, ()).is_some() {
+        if self.stop.is_cancelled() || self.shared.running.insert(id, ()).is_some() {
             return;
         }
         let this = self.clone();
         self.tasks.spawn(async move {
-            let _running = Running(Arc::clone(&this.running), id);
+            let _running = Running(Arc::clone(&this.shared), id);
             tokio::select! {
                 () = this.run(id) => {}
                 () = this.stop.cancelled() => {}
@@ -181,6 +210,7 @@ impl Sagas {
                             reason: format!("{step:?} failed {failures} times: {reason}"),
                         }
                     } else {
+                        self.shared.step_retries.fetch_add(1, Ordering::Relaxed);
                         warn!(order = id, ?step, %reason, failures, "saga step failed; retrying");
                         tokio::time::sleep(retry_delay(failures)).await;
                         continue;
@@ -195,6 +225,7 @@ impl Sagas {
                 Ok(next) => {
                     failures = 0;
                     if next.outcome.is_some() {
+                        self.shared.finished(next.status());
                         self.kick.kick();
                         info!(
                             order = id,
