@@ -34,7 +34,9 @@ pub use envelope::{
     CallContext, CorrelationId, Envelope, MessageId, TraceContext, TraceParentError,
 };
 pub use error::{CallError, CastError, NodeError, OverloadedBound, UnavailableReason};
-pub use node::{HealthCheck, MetricKind, MetricSample, Node, NodeBuilder, NodeConfig};
+pub use node::{
+    CLUSTER_JOINED_CHECK, HealthCheck, MetricKind, MetricSample, Node, NodeBuilder, NodeConfig,
+};
 pub use router::{CALL_ATTEMPTS_MAX, PublishError, Published, Router, ServiceLoad, ServiceStatus};
 pub use service::{
     Call, Cast, IN_FLIGHT_MAX_DEFAULT, MAILBOX_LEN_MAX_DEFAULT, Reply, Service, ServiceConfig,

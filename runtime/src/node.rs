@@ -112,6 +112,11 @@ pub struct MetricSample {
     pub value: f64,
 }
 
+/// The name of a cluster member's built-in health check: failing until the
+/// node has reached some member (a node started with seeds, before any
+/// answered), passing for good from then on.
+pub const CLUSTER_JOINED_CHECK: &str = "cluster joined";
+
 /// A source of metric samples.
 type MetricSource = Arc<dyn Fn() -> Vec<MetricSample> + Send + Sync>;
 
@@ -359,9 +364,15 @@ impl Node {
     }
 
     /// Runs every health check added with [`NodeBuilder::health_check`],
-    /// in the order they were added.
+    /// in the order they were added, and for a cluster member the built-in
+    /// [`CLUSTER_JOINED_CHECK`] last (failing until some member has been
+    /// reached, see [`Cluster::joined`]).
     #[must_use]
     pub fn health(&self) -> Vec<HealthCheck> {
+        let joined = self.inner.cluster.as_ref().map(|cluster| HealthCheck {
+            name: CLUSTER_JOINED_CHECK.to_owned(),
+            failure: cluster.check_joined().err(),
+        });
         self.inner
             .checks
             .iter()
@@ -369,6 +380,7 @@ impl Node {
                 name: name.clone(),
                 failure: check().err(),
             })
+            .chain(joined)
             .collect()
     }
 

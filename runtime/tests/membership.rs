@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 
 use bulwark_runtime::cluster::handshake::Cookie;
 use bulwark_runtime::cluster::{ClusterConfig, MemberState};
-use bulwark_runtime::{CallError, Node, NodeConfig, ServiceConfig, UnavailableReason};
+use bulwark_runtime::{
+    CLUSTER_JOINED_CHECK, CallError, Node, NodeConfig, ServiceConfig, UnavailableReason,
+};
 use common::{Req, Shared, Svc, eventually};
 use tokio::time::Instant;
 
@@ -170,4 +172,60 @@ async fn a_second_node_with_a_live_members_name_is_refused() {
     for node in [&impostor, &n2, &n1] {
         node.shutdown().await;
     }
+}
+
+/// The failure of `node`'s built-in "cluster joined" check, `None` when it
+/// passes.
+fn not_joined(node: &Node) -> Option<String> {
+    let checks = node.health();
+    let check = checks
+        .iter()
+        .find(|c| c.name == CLUSTER_JOINED_CHECK)
+        .unwrap();
+    check.failure.clone()
+}
+
+#[tokio::test]
+async fn a_node_with_seeds_is_not_joined_until_it_reaches_one_and_stays_joined_after() {
+    let shared = Shared::default();
+    // A seed address nobody listens on yet (bound, then freed).
+    let seed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let n2 = Node::builder(NodeConfig::new("n2"))
+        .service(Svc::<1>::new(&shared), ServiceConfig::default())
+        .cluster(cluster(&[seed]))
+        .start()
+        .await
+        .unwrap();
+    assert!(!n2.cluster().unwrap().joined());
+    let failure = not_joined(&n2).unwrap();
+    assert!(failure.contains(&seed.to_string()), "{failure}");
+    // The first node has no seeds: joined from the start.
+    let n1 = Node::builder(NodeConfig::new("n1"))
+        .service(Svc::<0>::new(&shared), ServiceConfig::default())
+        .cluster(ClusterConfig {
+            listen: seed,
+            ..cluster(&[])
+        })
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(not_joined(&n1), None);
+    eventually("n2 joins through its seed", || not_joined(&n2).is_none()).await;
+    assert!(up(&n2).contains(&"n1".to_owned()));
+    // Losing the seed later does not make n2 unjoined.
+    n1.shutdown().await;
+    eventually("n2 sees n1 unreachable", || up(&n2).is_empty()).await;
+    assert_eq!(not_joined(&n2), None);
+    // A node outside a cluster has no such check.
+    let single = Node::builder(NodeConfig::new("solo"))
+        .service(Svc::<2>::new(&shared), ServiceConfig::default())
+        .start()
+        .await
+        .unwrap();
+    assert!(single.health().is_empty());
+    single.shutdown().await;
+    n2.shutdown().await;
 }

@@ -66,7 +66,8 @@ pub(crate) async fn health() -> Json<HealthBody> {
 
 /// Readiness: every local service is up and every health check passes (a
 /// store whose sync failed refuses every write until the process restarts,
-/// so it fails its check). The body also lists the
+/// so it fails its check; a cluster member started with seeds fails
+/// `cluster joined` until it has reached one). The body also lists the
 /// cluster's members and their state; an unreachable member does not make
 /// this node unready (it still serves everything that does not need that
 /// member, and those requests answer 503 on their own).

@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
 use futures::future::BoxFuture;
@@ -109,6 +110,12 @@ struct ClusterInner {
     members: DashMap<String, Member>,
     /// Addresses a dial loop runs for (seeds and discovered members).
     dialing: DashMap<SocketAddr, ()>,
+    /// The seeds this node was told to join (itself left out).
+    seeds: Vec<SocketAddr>,
+    /// Whether some member has been up at least once: a node with seeds has
+    /// joined the cluster from then on; a node without seeds (the first one)
+    /// starts joined.
+    joined: AtomicBool,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -148,6 +155,12 @@ impl Cluster {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
+        let seeds: Vec<SocketAddr> = config
+            .join
+            .iter()
+            .copied()
+            .filter(|&seed| seed != addr)
+            .collect();
         let cluster = Self {
             inner: Arc::new(ClusterInner {
                 me: me.to_owned(),
@@ -157,6 +170,8 @@ impl Cluster {
                 tls: config.tls,
                 members: DashMap::new(),
                 dialing: DashMap::new(),
+                joined: AtomicBool::new(seeds.is_empty()),
+                seeds,
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -174,10 +189,8 @@ impl Cluster {
             on_link,
             cluster.inner.stop.clone(),
         ));
-        for seed in config.join {
-            if seed != addr {
-                cluster.dial(seed);
-            }
+        for &seed in &cluster.inner.seeds {
+            cluster.dial(seed);
         }
         info!(node = me, %addr, "cluster listener started");
         Ok(cluster)
@@ -193,6 +206,30 @@ impl Cluster {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.inner.me
+    }
+
+    /// Whether this node has joined its cluster: some member has been up
+    /// at least once (always, for a node started without seeds). A member
+    /// lost later does not undo it: the node still serves what does not
+    /// need that member.
+    #[must_use]
+    pub fn joined(&self) -> bool {
+        self.inner.joined.load(Ordering::Acquire)
+    }
+
+    /// Why this node has not joined its cluster yet; `Ok` once it has.
+    ///
+    /// # Errors
+    /// Names the seeds it is still dialing.
+    pub fn check_joined(&self) -> Result<(), String> {
+        if self.joined() {
+            return Ok(());
+        }
+        let seeds: Vec<String> = self.inner.seeds.iter().map(ToString::to_string).collect();
+        Err(format!(
+            "no member reached yet; dialing the seeds {}",
+            seeds.join(", ")
+        ))
     }
 
     /// Every member this node knows, itself first, then by name.
@@ -335,6 +372,9 @@ impl Inbound for Cluster {
             !was_up
         };
         if joined {
+            if !self.inner.joined.swap(true, Ordering::AcqRel) {
+                info!(node = %self.inner.me, via = %peer, "joined the cluster");
+            }
             info!(peer = %peer, addr = ?announcement.addr, services = ?announcement.services, "member up");
             self.announce_all();
         }
