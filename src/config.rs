@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bulwark_actors::{PaymentsConfig, SHARDS_MAX, ShopService, UserShards};
+use bulwark_actors::{PaymentsConfig, SHARDS_MAX, ShopService, UserShards, WebhookConfig};
 use bulwark_http::{AdminKey, ApiKey, ApiKeys, EdgeConfig, Price, RateLimit};
 use bulwark_runtime::BreakerConfig;
 use bulwark_runtime::cluster::tls::TlsPaths;
@@ -159,6 +159,12 @@ pub struct ServeArgs {
     /// N/s, N/min or N/h, optionally "burst M"; "off" for no limit.
     #[arg(long, value_name = "RATE")]
     pub api_rate_limit: Option<String>,
+    /// POST every notification to this URL (http:// or https://).
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Sign webhook requests with this secret (X-Bulwark-Signature).
+    #[arg(long, value_name = "SECRET")]
+    pub webhook_secret: Option<String>,
 }
 
 /// Everything the application needs to start.
@@ -193,6 +199,11 @@ pub struct Config {
     pub user_shards: Option<Vec<u32>>,
     /// Mutual TLS on node links: certificate, key and CA files.
     pub tls: Option<TlsPaths>,
+    /// Where notifications are delivered (signed when a secret was set).
+    pub webhook: Option<WebhookConfig>,
+    /// The webhook secret as read, until [`Config::load`] puts it into
+    /// [`Config::webhook`].
+    pub webhook_secret: Option<Secret>,
 }
 
 /// A secret setting: compared, never printed.
@@ -230,6 +241,8 @@ impl Default for Config {
             users_shards: UserShards::SINGLE,
             user_shards: None,
             tls: None,
+            webhook: None,
+            webhook_secret: None,
         }
     }
 }
@@ -303,6 +316,8 @@ enum Setting {
     CircuitOpenMs,
     ApiKeys,
     ApiRateLimit,
+    WebhookUrl,
+    WebhookSecret,
 }
 
 /// A setting's names in each source.
@@ -327,7 +342,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 26] = [
+pub const KEYS: [Key; 28] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -469,6 +484,18 @@ pub const KEYS: [Key; 26] = [
         "BULWARK_API_RATE_LIMIT",
         "--api-rate-limit",
     ),
+    key(
+        Setting::WebhookUrl,
+        "notifications.webhook_url",
+        "BULWARK_WEBHOOK_URL",
+        "--webhook-url",
+    ),
+    key(
+        Setting::WebhookSecret,
+        "notifications.webhook_secret",
+        "BULWARK_WEBHOOK_SECRET",
+        "--webhook-secret",
+    ),
 ];
 
 /// `BULWARK_*` variables read elsewhere (by the binary's logging set-up),
@@ -513,6 +540,14 @@ impl Config {
             }
         }
         config.check(&sources)?;
+        if let (Some(webhook), Some(secret)) = (&config.webhook, config.webhook_secret.take()) {
+            config.webhook = Some(webhook.clone().with_secret(secret.expose()).map_err(
+                |message| ConfigError::Invalid {
+                    key: sources.name(Setting::WebhookSecret),
+                    message,
+                },
+            )?);
+        }
         Ok(config)
     }
 
@@ -745,6 +780,15 @@ impl Config {
             Setting::ApiRateLimit => {
                 self.edge.rate_limit = RateLimit::parse(value).map_err(invalid)?;
             }
+            Setting::WebhookUrl => {
+                self.webhook = Some(WebhookConfig::new(value).map_err(invalid)?);
+            }
+            Setting::WebhookSecret => {
+                if value.is_empty() {
+                    return Err(invalid("must not be empty".to_owned()));
+                }
+                self.webhook_secret = Some(Secret(value.to_owned()));
+            }
             Setting::AdminKey => {
                 self.edge.admin_key = Some(
                     AdminKey::new(value).ok_or_else(|| invalid("must not be empty".to_owned()))?,
@@ -772,6 +816,12 @@ impl Config {
 
     /// Checks the settings against each other once every source is in.
     fn check(&self, sources: &Sources) -> Result<(), ConfigError> {
+        if self.webhook_secret.is_some() && self.webhook.is_none() {
+            return Err(ConfigError::Invalid {
+                key: sources.name(Setting::WebhookSecret),
+                message: "signs webhook requests; set the webhook URL too".to_owned(),
+            });
+        }
         let clustered = self.cluster_addr.is_some() || !self.join.is_empty();
         if clustered && self.cookie.is_none() {
             return Err(ConfigError::Invalid {
@@ -831,7 +881,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 26] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 28] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -863,6 +913,8 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 26] {
             Setting::CircuitOpenMs => value(&args.circuit_open_ms),
             Setting::ApiKeys => value(&args.api_keys),
             Setting::ApiRateLimit => value(&args.api_rate_limit),
+            Setting::WebhookUrl => value(&args.webhook_url),
+            Setting::WebhookSecret => value(&args.webhook_secret),
         };
         (key, v)
     })
@@ -1336,6 +1388,46 @@ mod tests {
         };
         let config = Config::load(&args, env(&[("BULWARK_API_RATE_LIMIT", "5/s")])).unwrap();
         assert_eq!(config.edge.rate_limit, None);
+    }
+
+    #[test]
+    fn the_webhook_url_and_secret_are_checked_and_combined() {
+        assert_eq!(Config::default().webhook, None);
+        let vars = env(&[
+            ("BULWARK_WEBHOOK_URL", "https://hooks.example.com/b"),
+            ("BULWARK_WEBHOOK_SECRET", "hush-hush"),
+        ]);
+        let config = Config::load(&ServeArgs::default(), vars).unwrap();
+        let webhook = config.webhook.unwrap();
+        assert_eq!(webhook.url(), "https://hooks.example.com/b");
+        let signed = WebhookConfig::new("https://hooks.example.com/b")
+            .unwrap()
+            .with_secret("hush-hush")
+            .unwrap();
+        assert_eq!(webhook, signed);
+        assert_eq!(config.webhook_secret, None);
+        assert!(!format!("{webhook:?}").contains("hush"));
+
+        let args = ServeArgs {
+            webhook_url: Some("ftp://x/y".to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args, env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--webhook-url: unsupported scheme"),
+            "{err}"
+        );
+        let err = Config::load(
+            &ServeArgs::default(),
+            env(&[("BULWARK_WEBHOOK_SECRET", "s")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("BULWARK_WEBHOOK_SECRET: signs webhook requests"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl App {
         shop.services.clone_from(&config.services);
         shop.users = config.users_shards;
         shop.user_shards.clone_from(&config.user_shards);
+        shop.webhook.clone_from(&config.webhook);
         let mut builder = bulwark_actors::install(Node::builder(node_config), &shop)?;
         if let Some(cluster) = cluster_config(&config)? {
             builder = builder.cluster(cluster);

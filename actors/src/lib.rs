@@ -37,7 +37,13 @@ pub use common::{
     ShopEvents, TEXT_LEN_MAX,
 };
 pub use notifications::Notifications;
-pub use notifications::messages::{Notification, NotificationsRequest, NotificationsResponse};
+pub use notifications::messages::{
+    Delivery, DeliveryStatus, Notification, NotificationsRequest, NotificationsResponse,
+};
+pub use notifications::webhook::{
+    WEBHOOK_ATTEMPTS_DEFAULT, WEBHOOK_BACKOFF_INITIAL_DEFAULT, WEBHOOK_BACKOFF_MAX_DEFAULT,
+    WEBHOOK_TIMEOUT_DEFAULT, WebhookConfig, signature as webhook_signature,
+};
 pub use orders::Orders;
 pub use orders::messages::{
     Order, OrderEventRecord, OrderStatus, OrdersRequest, OrdersResponse, PlaceOrder,

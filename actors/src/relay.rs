@@ -37,6 +37,11 @@ impl Kick {
     pub(crate) fn kick(&self) {
         self.0.notify_one();
     }
+
+    /// Resolves at the next kick (or at once, for a kick nobody waited for).
+    pub(crate) async fn kicked(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// What a relay is started with.
@@ -179,7 +184,7 @@ impl Actor for RelayActor {
             // or kill is never delayed by it.
             let kick = args.kick.clone();
             tokio::spawn(async move {
-                if tokio::time::timeout(IDLE_PASS_INTERVAL, kick.0.notified())
+                if tokio::time::timeout(IDLE_PASS_INTERVAL, kick.kicked())
                     .await
                     .is_ok()
                 {

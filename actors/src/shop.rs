@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::notifications::webhook::WebhookConfig;
 use bulwark_runtime::{MetricKind, MetricSample, NodeBuilder, ServiceConfig};
 use bulwark_storage::{Store, StoreConfig, StoreError};
 
@@ -71,6 +72,8 @@ pub struct ShopConfig {
     pub users: UserShards,
     /// The users shards this node runs, when it runs users; `None`: all.
     pub user_shards: Option<Vec<u32>>,
+    /// Where notifications are delivered, if anywhere.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl ShopConfig {
@@ -85,6 +88,7 @@ impl ShopConfig {
             services: ShopService::ALL.to_vec(),
             users: UserShards::SINGLE,
             user_shards: None,
+            webhook: None,
         }
     }
 }
@@ -142,10 +146,13 @@ pub fn install(
                 Payments::new(store, config.payments.clone()).map_err(wrap(name))?,
                 config.bounds,
             ),
-            ShopService::Notifications => builder.service(
-                Notifications::new(store).map_err(wrap(name))?,
-                config.bounds,
-            ),
+            ShopService::Notifications => {
+                let mut notifications = Notifications::new(store).map_err(wrap(name))?;
+                if let Some(webhook) = &config.webhook {
+                    notifications = notifications.with_webhook(webhook.clone());
+                }
+                builder.service(notifications, config.bounds)
+            }
             ShopService::Orders => {
                 let orders = Orders::new(store)
                     .map_err(wrap(name))?

@@ -55,8 +55,13 @@ pub(crate) async fn spawn_app() -> TestApp {
 
 /// The application with `configure` applied to the test defaults.
 pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(tempfile::tempdir().unwrap(), configure).await
+}
+
+/// The application on the data directory `data`, with `configure` applied
+/// to the test defaults.
+async fn spawn_app_on(data: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_tracing();
-    let data = tempfile::tempdir().unwrap();
     let mut config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.path().to_owned(),
@@ -108,12 +113,23 @@ impl TestApp {
 
     /// Stops the application gracefully and waits for it.
     pub(crate) async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    async fn stop_in_place(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(running) = self.running.take() {
             running.await.unwrap().unwrap();
         }
+    }
+
+    /// Stops the application gracefully and starts it again on the same
+    /// data directory, with `configure` applied to the test defaults.
+    pub(crate) async fn restart_with(mut self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        self.stop_in_place().await;
+        spawn_app_on(self._data, configure).await
     }
 
     pub(crate) async fn get(&self, path: &str) -> Response {

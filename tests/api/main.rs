@@ -11,3 +11,4 @@ mod orders;
 mod probes;
 mod products;
 mod users;
+mod webhook;

@@ -9,6 +9,7 @@ use super::messages::{NotificationsRequest, NotificationsResponse};
 use super::store::NotificationsStore;
 use crate::common::{ShopError, ShopEvents};
 use crate::entry::{EntryActor, Handler};
+use crate::relay::Kick;
 use tokio_util::task::TaskTracker;
 
 /// The notifications entry actor.
@@ -19,6 +20,8 @@ pub(crate) type NotificationsActor = EntryActor<NotificationsState>;
 pub(crate) struct NotificationsState {
     pub(crate) tasks: TaskTracker,
     pub(crate) store: NotificationsStore,
+    /// Wakes the webhook worker (if any) after new notifications.
+    pub(crate) kick: Kick,
 }
 
 impl Handler for NotificationsState {
@@ -46,7 +49,10 @@ impl Handler for NotificationsState {
             return;
         };
         match self.store.apply(&batch).await {
-            Ok(()) => event.ack(),
+            Ok(()) => {
+                event.ack();
+                self.kick.kick();
+            }
             // Unacknowledged: the relay publishes the batch again.
             Err(err) => warn!(events = batch.len(), error = %err, "events not applied"),
         }

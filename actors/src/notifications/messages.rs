@@ -24,6 +24,47 @@ pub struct Notification {
     pub event_id: String,
     /// When it was recorded, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// Its webhook delivery, when a webhook was configured as it was
+    /// recorded.
+    pub delivery: Option<Delivery>,
+}
+
+/// Where a notification's webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryStatus {
+    /// Not delivered yet; attempts go on.
+    Pending,
+    /// The webhook answered 2xx.
+    Delivered,
+    /// Every attempt failed; no more are made.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The status's name in the API.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A notification's webhook delivery: at least once, retried with backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Why the last failed attempt failed.
+    pub last_error: Option<String>,
+    /// When the next attempt is due, ms since the Unix epoch (pending only).
+    pub next_attempt_at_ms: u64,
+    /// When this record last changed, ms since the Unix epoch.
+    pub updated_at_ms: u64,
 }
 
 /// What the notifications service is asked.

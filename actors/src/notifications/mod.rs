@@ -1,9 +1,12 @@
-//! The notifications service: one notification per shop event, by user.
+//! The notifications service: one notification per shop event, by user,
+//! and optionally their delivery to a webhook (`webhook.rs`).
 
 mod actor;
 pub(crate) mod messages;
 mod store;
+pub(crate) mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -12,9 +15,11 @@ use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, 
 use bulwark_storage::{Inbox, Store, StoreError};
 
 use crate::common::{ShopError, ShopEvents, now_ms};
+use crate::relay::Kick;
 use actor::{NotificationsActor, NotificationsState};
 use messages::{NotificationsRequest, NotificationsResponse};
 use store::NotificationsStore;
+use webhook::{WebhookActor, WebhookArgs, WebhookConfig};
 
 /// How often applied event ids older than the retention are pruned.
 const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
@@ -23,6 +28,9 @@ const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub struct Notifications {
     store: NotificationsStore,
+    webhook: Option<Arc<WebhookConfig>>,
+    /// Wakes the webhook worker after new notifications.
+    kick: Kick,
 }
 
 impl Notifications {
@@ -33,7 +41,19 @@ impl Notifications {
     pub fn new(store: Store) -> Result<Self, StoreError> {
         Ok(Self {
             store: NotificationsStore::open(store)?,
+            webhook: None,
+            kick: Kick::default(),
         })
+    }
+
+    /// Delivers every notification recorded from now on to a webhook
+    /// (deliveries pending from earlier runs go on either way once a
+    /// webhook is configured).
+    #[must_use]
+    pub fn with_webhook(mut self, config: WebhookConfig) -> Self {
+        self.store.deliver_to_webhook();
+        self.webhook = Some(Arc::new(config));
+        self
     }
 }
 
@@ -52,15 +72,29 @@ impl Service for Notifications {
         let state = NotificationsState {
             store: self.store.clone(),
             tasks: ctx.tasks.clone(),
+            kick: self.kick.clone(),
         };
         let inbox = self.store.inbox.clone();
-        ServiceTree::new(Strategy::OneForOne)
+        let tree = ServiceTree::new(Strategy::OneForOne)
             .entry("entry", move || (NotificationsActor::new(), state.clone()))
             .child(ChildSpec::actor(
                 "inbox-pruner",
                 Restart::Permanent,
                 move || (InboxPruner, (inbox.clone(), INBOX_PRUNE_INTERVAL)),
-            ))
+            ));
+        match &self.webhook {
+            Some(config) => {
+                let args = WebhookArgs {
+                    store: self.store.clone(),
+                    config: Arc::clone(config),
+                    kick: self.kick.clone(),
+                };
+                tree.child(ChildSpec::actor("webhook", Restart::Permanent, move || {
+                    (WebhookActor, args.clone())
+                }))
+            }
+            None => tree,
+        }
     }
 
     fn topics(&self) -> Vec<&'static str> {

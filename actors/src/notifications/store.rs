@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 
 use bulwark_storage::{IdGenerator, Inbox, Store, StoreError, Table};
+use serde::{Deserialize, Serialize};
 
-use super::messages::Notification;
+use super::messages::{Delivery, DeliveryStatus, Notification};
 use crate::common::{EventKind, Page, PageRequest, ShopError, ShopEvent, now_ms};
 
 /// How long an applied event id is remembered. Redeliveries come from an
@@ -26,11 +27,59 @@ pub(crate) const INBOX_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 /// 96 KiB write-set limit.
 const NOTIFICATIONS_PER_WRITE_MAX: usize = 32;
 
+/// A notification as stored: [`Notification`] without its delivery, which
+/// lives in a table of its own and changes after the notification is
+/// written. (Its layout is the one every version stored.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredNotification {
+    pub(crate) id: u64,
+    pub(crate) user_id: u64,
+    pub(crate) kind: String,
+    pub(crate) order_id: Option<u64>,
+    pub(crate) message: String,
+    pub(crate) event_id: String,
+    pub(crate) created_at_ms: u64,
+}
+
+impl StoredNotification {
+    pub(crate) fn with_delivery(self, delivery: Option<Delivery>) -> Notification {
+        Notification {
+            id: self.id,
+            user_id: self.user_id,
+            kind: self.kind,
+            order_id: self.order_id,
+            message: self.message,
+            event_id: self.event_id,
+            created_at_ms: self.created_at_ms,
+            delivery,
+        }
+    }
+}
+
+/// What one webhook attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// The webhook answered 2xx.
+    Delivered,
+    /// It failed; try again at `retry_at_ms`, or give up when `None`.
+    Failed {
+        error: String,
+        retry_at_ms: Option<u64>,
+    },
+}
+
 /// The notifications store.
 #[derive(Debug, Clone)]
 pub(crate) struct NotificationsStore {
     store: Store,
-    notifications: Table<(u64, u64), Notification>,
+    notifications: Table<(u64, u64), StoredNotification>,
+    /// Webhook delivery of each notification recorded while a webhook was
+    /// configured.
+    deliveries: Table<u64, Delivery>,
+    /// The notifications whose delivery is pending: id → user id.
+    undelivered: Table<u64, u64>,
+    /// Whether new notifications are to be delivered to a webhook.
+    webhook: bool,
     /// Per event source, the highest sequence number applied.
     applied: Table<String, u64>,
     /// Applied event ids, as earlier versions recorded them: read (never
@@ -103,8 +152,90 @@ impl NotificationsStore {
             applied: store.table("events_applied")?,
             inbox: store.inbox("events", INBOX_RETENTION_MS)?,
             ids: store.id_generator("notifications")?,
+            deliveries: store.table("deliveries")?,
+            undelivered: store.table("undelivered")?,
+            webhook: false,
             store,
         })
+    }
+
+    /// Makes every notification recorded from now on pending delivery to
+    /// the webhook.
+    pub(crate) fn deliver_to_webhook(&mut self) {
+        self.webhook = true;
+    }
+
+    /// Up to `limit` pending deliveries due at `now`, looking at no more
+    /// than `scan_max` pending ones (oldest first): (notification,
+    /// delivery); and when the earliest pending one not yet due falls due.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn due(
+        &self,
+        now: u64,
+        limit: usize,
+        scan_max: usize,
+    ) -> Result<(Vec<(StoredNotification, Delivery)>, Option<u64>), ShopError> {
+        let mut due = Vec::new();
+        let mut next: Option<u64> = None;
+        for row in self.undelivered.iter().take(scan_max) {
+            let (id, user_id) = row?;
+            let Some(delivery) = self.deliveries.get(&id)? else {
+                continue;
+            };
+            if delivery.status != DeliveryStatus::Pending {
+                continue;
+            }
+            if delivery.next_attempt_at_ms > now {
+                next = Some(next.map_or(delivery.next_attempt_at_ms, |n| {
+                    n.min(delivery.next_attempt_at_ms)
+                }));
+                continue;
+            }
+            if due.len() < limit
+                && let Some(notification) = self.notifications.get(&(user_id, id))?
+            {
+                due.push((notification, delivery));
+            }
+        }
+        Ok((due, next))
+    }
+
+    /// Records the outcome of one attempt to deliver notification `id`;
+    /// once it is delivered or given up, it is no longer pending. Returns
+    /// once durable.
+    pub(crate) async fn record_attempt(&self, id: u64, attempt: Attempt) -> Result<(), ShopError> {
+        self.store
+            .write(|tx| {
+                let Some(mut delivery) = self.deliveries.get_in(tx, &id)? else {
+                    self.undelivered.remove(tx, &id)?;
+                    return Ok::<_, ShopError>(());
+                };
+                if delivery.status != DeliveryStatus::Pending {
+                    return Ok(());
+                }
+                let now = now_ms();
+                delivery.attempts = delivery.attempts.saturating_add(1);
+                delivery.updated_at_ms = now;
+                match attempt {
+                    Attempt::Delivered => {
+                        delivery.status = DeliveryStatus::Delivered;
+                        delivery.last_error = None;
+                    }
+                    Attempt::Failed { error, retry_at_ms } => {
+                        delivery.last_error = Some(error);
+                        match retry_at_ms {
+                            Some(at) => delivery.next_attempt_at_ms = at,
+                            None => delivery.status = DeliveryStatus::Failed,
+                        }
+                    }
+                }
+                if delivery.status != DeliveryStatus::Pending {
+                    self.undelivered.remove(tx, &id)?;
+                }
+                self.deliveries.insert(tx, &id, &delivery)?;
+                Ok(())
+            })
+            .await
     }
 
     /// Applies a batch of events: records each event's notification unless
@@ -149,7 +280,7 @@ impl NotificationsStore {
                 fresh.push((
                     source,
                     seq,
-                    Some(Notification {
+                    Some(StoredNotification {
                         id: self.ids.next_id().await?,
                         user_id,
                         kind: event.kind.name().to_owned(),
@@ -194,6 +325,19 @@ impl NotificationsStore {
                             &(notification.user_id, notification.id),
                             notification,
                         )?;
+                        if self.webhook {
+                            let now = now_ms();
+                            let delivery = Delivery {
+                                status: DeliveryStatus::Pending,
+                                attempts: 0,
+                                last_error: None,
+                                next_attempt_at_ms: now,
+                                updated_at_ms: now,
+                            };
+                            self.deliveries.insert(tx, &notification.id, &delivery)?;
+                            self.undelivered
+                                .insert(tx, &notification.id, &notification.user_id)?;
+                        }
                     }
                 }
                 for (source, (stored, mark)) in &marks {
@@ -213,7 +357,8 @@ impl NotificationsStore {
         page: PageRequest,
     ) -> Result<Page<Notification>, ShopError> {
         Page::collect(self.notifications.with_first(&user_id), page, |(_, n)| {
-            Ok(n)
+            let delivery = self.deliveries.get(&n.id)?;
+            Ok(n.with_delivery(delivery))
         })
     }
 }
@@ -296,7 +441,7 @@ mod tests {
                     store.notifications.insert(
                         tx,
                         &(9, seq),
-                        &Notification {
+                        &StoredNotification {
                             id: seq,
                             user_id: 9,
                             kind: "user.created".to_owned(),

@@ -2,7 +2,10 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use bulwark_actors::{Notification, Notifications, NotificationsRequest, NotificationsResponse};
+use bulwark_actors::{
+    Delivery, DeliveryStatus, Notification, Notifications, NotificationsRequest,
+    NotificationsResponse,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -29,6 +32,38 @@ pub(crate) struct NotificationBody {
     pub(crate) event_id: String,
     /// When it was recorded, ms since the Unix epoch.
     pub(crate) created_at_ms: u64,
+    /// Its webhook delivery; absent when no webhook was configured as it
+    /// was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) delivery: Option<DeliveryBody>,
+}
+
+/// A notification's webhook delivery.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct DeliveryBody {
+    /// `pending` (attempts go on), `delivered` (the webhook answered 2xx)
+    /// or `failed` (every attempt failed).
+    pub(crate) status: &'static str,
+    /// Attempts made so far.
+    pub(crate) attempts: u32,
+    /// Why the last failed attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_error: Option<String>,
+    /// When the next attempt is due, ms since the Unix epoch (pending only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_attempt_at_ms: Option<u64>,
+}
+
+impl From<Delivery> for DeliveryBody {
+    fn from(d: Delivery) -> Self {
+        Self {
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            last_error: d.last_error,
+            next_attempt_at_ms: (d.status == DeliveryStatus::Pending)
+                .then_some(d.next_attempt_at_ms),
+        }
+    }
 }
 
 impl From<Notification> for NotificationBody {
@@ -41,6 +76,7 @@ impl From<Notification> for NotificationBody {
             message: n.message,
             event_id: n.event_id,
             created_at_ms: n.created_at_ms,
+            delivery: n.delivery.map(DeliveryBody::from),
         }
     }
 }
