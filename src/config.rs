@@ -816,6 +816,17 @@ impl Config {
 
     /// Checks the settings against each other once every source is in.
     fn check(&self, sources: &Sources) -> Result<(), ConfigError> {
+        if let Some(addr) = self.cluster_addr
+            && addr.ip().is_unspecified()
+        {
+            return Err(ConfigError::Invalid {
+                key: sources.name(Setting::ClusterAddr),
+                message: format!(
+                    "{addr}: members learn this address from the node and dial it; \
+                     give one they can reach (the node's own IP)"
+                ),
+            });
+        }
         if self.webhook_secret.is_some() && self.webhook.is_none() {
             return Err(ConfigError::Invalid {
                 key: sources.name(Setting::WebhookSecret),
@@ -1388,6 +1399,17 @@ mod tests {
         };
         let config = Config::load(&args, env(&[("BULWARK_API_RATE_LIMIT", "5/s")])).unwrap();
         assert_eq!(config.edge.rate_limit, None);
+    }
+
+    #[test]
+    fn a_cluster_address_others_cannot_dial_is_refused() {
+        let vars = env(&[("BULWARK_CLUSTER", "0.0.0.0:9000"), ("BULWARK_COOKIE", "c")]);
+        let err = Config::load(&ServeArgs::default(), vars).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("BULWARK_CLUSTER: 0.0.0.0:9000: members learn"),
+            "{err}"
+        );
     }
 
     #[test]
