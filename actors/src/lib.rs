@@ -31,6 +31,7 @@ mod products;
 mod relay;
 mod shop;
 mod users;
+mod worker;
 
 pub use common::{
     EventKind, LineItem, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, Page, PageRequest, ShopError, ShopEvent,

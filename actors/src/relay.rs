@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bulwark_runtime::{ChildSpec, Restart, Router, Service, ServiceTree};
 use bulwark_storage::Outbox;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::Notify;
+use ractor::ActorProcessingErr;
 use tracing::{debug, warn};
 
 use crate::common::{EventKind, ShopEvent, ShopEvents};
+use crate::worker::{Kick, Next, Worker, WorkerActor};
 
 /// Entries published per pass (one event batch); well under the store's
 /// drain bound and small enough that the subscriber's one write stays under
@@ -28,21 +28,6 @@ const KICK_LINGER: Duration = Duration::from_millis(10);
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Deadline of one confirmed publish.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Wakes a relay as soon as a write put something in its outbox.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Kick(Arc<Notify>);
-
-impl Kick {
-    pub(crate) fn kick(&self) {
-        self.0.notify_one();
-    }
-
-    /// Resolves at the next kick (or at once, for a kick nobody waited for).
-    pub(crate) async fn kicked(&self) {
-        self.0.notified().await;
-    }
-}
 
 /// What a relay is started with.
 #[derive(Debug, Clone)]
@@ -82,26 +67,17 @@ pub(crate) fn with_relay_as<S: Service>(
         kick,
     };
     tree.child(ChildSpec::actor("relay", Restart::Permanent, move || {
-        (RelayActor, args.clone())
+        (WorkerActor::<RelayArgs>::new(), args.clone())
     }))
 }
 
-/// The relay actor: one pass per message, then it schedules the next.
-#[derive(Debug)]
-pub(crate) struct RelayActor;
-
-#[derive(Debug)]
-pub(crate) enum RelayMsg {
-    Pass,
-}
-
-impl RelayActor {
+impl RelayArgs {
     /// Publishes one drained batch as one event batch and, once every
     /// subscriber acknowledged it, removes it from the outbox. On failure
     /// the batch stays for the next pass (a subscriber that got it twice
     /// dedupes by event id). Returns whether a full batch went out (there
     /// may be more).
-    async fn pass(args: &RelayArgs) -> Result<bool, ActorProcessingErr> {
+    async fn relay_once(args: &RelayArgs) -> Result<bool, ActorProcessingErr> {
         let entries = args.outbox.drain(BATCH_LEN_MAX).await?;
         if entries.is_empty() {
             return Ok(false);
@@ -149,51 +125,28 @@ impl RelayActor {
     }
 }
 
-impl Actor for RelayActor {
-    type Msg = RelayMsg;
-    type State = RelayArgs;
-    type Arguments = RelayArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<RelayMsg>,
-        args: RelayArgs,
-    ) -> Result<RelayArgs, ActorProcessingErr> {
-        myself.send_message(RelayMsg::Pass)?;
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<RelayMsg>,
-        RelayMsg::Pass: RelayMsg,
-        args: &mut RelayArgs,
-    ) -> Result<(), ActorProcessingErr> {
-        let more = match Self::pass(args).await {
+impl Worker for RelayArgs {
+    async fn pass(&mut self) -> Next {
+        let more = match Self::relay_once(self).await {
             Ok(more) => more,
             Err(err) => {
-                warn!(service = %args.service, error = %err, "relay pass failed");
+                warn!(service = %self.service, error = %err, "relay pass failed");
                 tokio::time::sleep(RETRY_DELAY).await;
                 false
             }
         };
         if more {
-            myself.send_message(RelayMsg::Pass)?;
+            Next::Now
         } else {
-            // Wait for a kick or the idle interval, off the actor so a stop
-            // or kill is never delayed by it.
-            let kick = args.kick.clone();
-            tokio::spawn(async move {
-                if tokio::time::timeout(IDLE_PASS_INTERVAL, kick.kicked())
-                    .await
-                    .is_ok()
-                {
-                    // Let the writes that follow the first one join its batch.
-                    tokio::time::sleep(KICK_LINGER).await;
-                }
-                let _ = myself.send_message(RelayMsg::Pass);
-            });
+            // Let the writes that follow a kick join its batch.
+            Next::Wait {
+                at_most: IDLE_PASS_INTERVAL,
+                linger: KICK_LINGER,
+            }
         }
-        Ok(())
+    }
+
+    fn kick(&self) -> &Kick {
+        &self.kick
     }
 }

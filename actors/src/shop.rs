@@ -107,6 +107,9 @@ pub enum ShopSetupError {
         #[source]
         source: StoreError,
     },
+    /// The webhook's HTTP client could not be set up.
+    #[error("cannot set up the notifications webhook client")]
+    Webhook(#[source] reqwest::Error),
 }
 
 /// Adds the configured services — of users, products, payments,
@@ -149,7 +152,9 @@ pub fn install(
             ShopService::Notifications => {
                 let mut notifications = Notifications::new(store).map_err(wrap(name))?;
                 if let Some(webhook) = &config.webhook {
-                    notifications = notifications.with_webhook(webhook.clone());
+                    notifications = notifications
+                        .with_webhook(webhook.clone())
+                        .map_err(ShopSetupError::Webhook)?;
                 }
                 builder.service(notifications, config.bounds)
             }

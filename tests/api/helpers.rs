@@ -309,6 +309,15 @@ impl TestApp {
         self.get(&format!("/api/v1/notifications{query}")).await
     }
 
+    /// The first page of `user_id`'s notifications.
+    pub(crate) async fn notifications_of(&self, user_id: u64) -> Value {
+        let response = self
+            .list_notifications(&format!("?user_id={user_id}"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
     pub(crate) async fn get_payment(&self, order_id: u64) -> Response {
         self.get(&format!("/api/v1/payments?order_id={order_id}"))
             .await

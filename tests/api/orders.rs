@@ -39,12 +39,7 @@ async fn an_order_is_placed_pending_and_its_saga_completes_it() {
         .unwrap();
     assert_eq!(listed["total"], 1);
     eventually("the order.completed notification", || async {
-        let page: Value = app
-            .list_notifications(&format!("?user_id={}", id(&user)))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page = app.notifications_of(id(&user)).await;
         page["items"]
             .as_array()
             .unwrap()

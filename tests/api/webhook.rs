@@ -103,12 +103,7 @@ fn webhook(url: &str, attempts: u32) -> WebhookConfig {
 /// The delivery of the user's only notification, once it has `status`.
 async fn delivery(app: &TestApp, user_id: u64, status: &str) -> Value {
     eventually(&format!("a {status} delivery"), || async {
-        let page: Value = app
-            .list_notifications(&format!("?user_id={user_id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page = app.notifications_of(user_id).await;
         let delivery = &page["items"][0]["delivery"];
         (delivery["status"] == status).then(|| page["items"][0].clone())
     })
@@ -188,12 +183,7 @@ async fn a_pending_delivery_survives_a_restart_and_is_made_after_it() {
     let app = spawn_app_with(configure).await;
     let user = app.create_user("patient").await;
     eventually("a failed attempt", || async {
-        let page: Value = app
-            .list_notifications(&format!("?user_id={}", id(&user)))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page = app.notifications_of(id(&user)).await;
         let delivery = &page["items"][0]["delivery"];
         (delivery["status"] == "pending" && delivery["attempts"].as_u64() >= Some(1)).then_some(())
     })

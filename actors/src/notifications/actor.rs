@@ -9,7 +9,7 @@ use super::messages::{NotificationsRequest, NotificationsResponse};
 use super::store::NotificationsStore;
 use crate::common::{ShopError, ShopEvents};
 use crate::entry::{EntryActor, Handler};
-use crate::relay::Kick;
+use crate::worker::Kick;
 use tokio_util::task::TaskTracker;
 
 /// The notifications entry actor.

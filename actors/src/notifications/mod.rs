@@ -15,11 +15,12 @@ use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, 
 use bulwark_storage::{Inbox, Store, StoreError};
 
 use crate::common::{ShopError, ShopEvents, now_ms};
-use crate::relay::Kick;
+use crate::worker::Kick;
+use crate::worker::WorkerActor;
 use actor::{NotificationsActor, NotificationsState};
 use messages::{NotificationsRequest, NotificationsResponse};
 use store::NotificationsStore;
-use webhook::{WebhookActor, WebhookArgs, WebhookConfig};
+use webhook::{Webhook, WebhookConfig};
 
 /// How often applied event ids older than the retention are pruned.
 const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
@@ -28,7 +29,7 @@ const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub struct Notifications {
     store: NotificationsStore,
-    webhook: Option<Arc<WebhookConfig>>,
+    webhook: Option<(Arc<WebhookConfig>, reqwest::Client)>,
     /// Wakes the webhook worker after new notifications.
     kick: Kick,
 }
@@ -49,11 +50,15 @@ impl Notifications {
     /// Delivers every notification recorded from now on to a webhook
     /// (deliveries pending from earlier runs go on either way once a
     /// webhook is configured).
-    #[must_use]
-    pub fn with_webhook(mut self, config: WebhookConfig) -> Self {
+    ///
+    /// # Errors
+    /// The HTTP client could not be set up (its TLS backend found no usable
+    /// CA certificates).
+    pub fn with_webhook(mut self, config: WebhookConfig) -> Result<Self, reqwest::Error> {
+        let client = webhook::client()?;
         self.store.deliver_to_webhook();
-        self.webhook = Some(Arc::new(config));
-        self
+        self.webhook = Some((Arc::new(config), client));
+        Ok(self)
     }
 }
 
@@ -83,14 +88,15 @@ impl Service for Notifications {
                 move || (InboxPruner, (inbox.clone(), INBOX_PRUNE_INTERVAL)),
             ));
         match &self.webhook {
-            Some(config) => {
-                let args = WebhookArgs {
+            Some((config, client)) => {
+                let worker = Webhook {
                     store: self.store.clone(),
                     config: Arc::clone(config),
+                    client: client.clone(),
                     kick: self.kick.clone(),
                 };
                 tree.child(ChildSpec::actor("webhook", Restart::Permanent, move || {
-                    (WebhookActor, args.clone())
+                    (WorkerActor::<Webhook>::new(), worker.clone())
                 }))
             }
             None => tree,

@@ -19,14 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::Sha256;
 use tracing::{debug, warn};
 
 use super::messages::Delivery;
 use super::store::{Attempt, NotificationsStore, StoredNotification};
-use crate::common::now_ms;
-use crate::relay::Kick;
+use crate::common::{ShopError, now_ms};
+use crate::worker::{Kick, Next, Worker};
 
 /// Default [`WebhookConfig::attempts_max`]: with the default backoff the
 /// last attempt comes about 8.5 minutes after the first, long enough to
@@ -145,42 +144,37 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     hex
 }
 
-/// What the worker is started with.
+/// The delivery worker: the store, the webhook and an HTTP client.
 #[derive(Debug, Clone)]
-pub(crate) struct WebhookArgs {
+pub(crate) struct Webhook {
     pub(crate) store: NotificationsStore,
     pub(crate) config: Arc<WebhookConfig>,
+    pub(crate) client: reqwest::Client,
     pub(crate) kick: Kick,
 }
 
-/// The worker's state: its arguments and an HTTP client.
-#[derive(Debug)]
-pub(crate) struct WebhookState {
-    args: WebhookArgs,
-    client: reqwest::Client,
+/// The HTTP client of webhook attempts: no redirects followed.
+///
+/// # Errors
+/// The TLS backend could not be set up (no usable CA certificates).
+pub(crate) fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
-/// The delivery worker: one pass per message, then it schedules the next.
-#[derive(Debug)]
-pub(crate) struct WebhookActor;
-
-#[derive(Debug)]
-pub(crate) enum WebhookMsg {
-    Pass,
-}
-
-impl WebhookState {
+impl Webhook {
     /// Makes the due attempts; returns whether a full batch was due (there
     /// may be more) and when the next pending one falls due.
-    async fn pass(&self) -> Result<(bool, Option<u64>), ActorProcessingErr> {
+    async fn deliver_due(&self) -> Result<(bool, Option<u64>), ShopError> {
         let now = now_ms();
-        let (due, next_due) = self.args.store.due(now, BATCH_LEN_MAX, SCAN_LEN_MAX)?;
+        let (due, next_due) = self.store.due(now, BATCH_LEN_MAX, SCAN_LEN_MAX)?;
         let full = due.len() == BATCH_LEN_MAX;
         let attempts = due
             .into_iter()
             .map(|(notification, delivery)| self.attempt(notification, delivery));
         for (id, outcome) in futures::future::join_all(attempts).await {
-            self.args.store.record_attempt(id, outcome).await?;
+            self.store.record_attempt(id, outcome).await?;
         }
         Ok((full, next_due))
     }
@@ -191,7 +185,7 @@ impl WebhookState {
         notification: StoredNotification,
         delivery: Delivery,
     ) -> (u64, Attempt) {
-        let config = &self.args.config;
+        let config = &self.config;
         let id = notification.id;
         let number = delivery.attempts.saturating_add(1);
         let body = match serde_json::to_vec(&notification) {
@@ -250,51 +244,27 @@ impl WebhookState {
     }
 }
 
-impl Actor for WebhookActor {
-    type Msg = WebhookMsg;
-    type State = WebhookState;
-    type Arguments = WebhookArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<WebhookMsg>,
-        args: WebhookArgs,
-    ) -> Result<WebhookState, ActorProcessingErr> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        myself.send_message(WebhookMsg::Pass)?;
-        Ok(WebhookState { args, client })
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<WebhookMsg>,
-        WebhookMsg::Pass: WebhookMsg,
-        state: &mut WebhookState,
-    ) -> Result<(), ActorProcessingErr> {
-        let (more, next_due) = match state.pass().await {
-            Ok(found) => found,
+impl Worker for Webhook {
+    async fn pass(&mut self) -> Next {
+        let next_due = match self.deliver_due().await {
+            Ok((true, _)) => return Next::Now,
+            Ok((false, next_due)) => next_due,
             Err(err) => {
                 warn!(error = %err, "webhook pass failed");
-                (false, None)
+                None
             }
         };
-        if more {
-            myself.send_message(WebhookMsg::Pass)?;
-            return Ok(());
-        }
-        // Wait for a kick, the next due attempt or the idle interval, off
-        // the actor so a stop or kill is never delayed by it.
-        let wait = next_due.map_or(IDLE_PASS_INTERVAL, |at| {
+        let until_due = next_due.map_or(IDLE_PASS_INTERVAL, |at| {
             Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_PASS_INTERVAL)
         });
-        let kick = state.args.kick.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(wait, kick.kicked()).await;
-            let _ = myself.send_message(WebhookMsg::Pass);
-        });
-        Ok(())
+        Next::Wait {
+            at_most: until_due,
+            linger: Duration::ZERO,
+        }
+    }
+
+    fn kick(&self) -> &Kick {
+        &self.kick
     }
 }
 

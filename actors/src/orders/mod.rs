@@ -14,8 +14,9 @@ use bulwark_runtime::{MetricKind, MetricSample, Service, ServiceContext, Service
 use bulwark_storage::{Store, StoreError};
 
 use crate::common::ShopError;
-use crate::relay::{Kick, with_relay};
+use crate::relay::with_relay;
 use crate::users::shards::UserShards;
+use crate::worker::Kick;
 use actor::{OrdersActor, OrdersState};
 use messages::{OrdersRequest, OrdersResponse};
 use saga::{SagaShared, Sagas};

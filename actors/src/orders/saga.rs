@@ -25,9 +25,9 @@ use super::store::{OrdersStore, RecordError};
 use crate::common::ShopError;
 use crate::payments::messages::{PaymentStatus, PaymentsRequest, PaymentsResponse};
 use crate::products::messages::ProductsRequest;
-use crate::relay::Kick;
 use crate::users::messages::UsersRequest;
 use crate::users::shards::{UserShards, call_users};
+use crate::worker::Kick;
 use crate::{Payments, Products};
 
 /// Deadline of one step's call.

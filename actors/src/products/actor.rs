@@ -5,7 +5,7 @@ use super::messages::{ProductsRequest, ProductsResponse};
 use super::store::ProductsStore;
 use crate::common::ShopError;
 use crate::entry::{EntryActor, Handler};
-use crate::relay::Kick;
+use crate::worker::Kick;
 use tokio_util::task::TaskTracker;
 
 /// The products entry actor.

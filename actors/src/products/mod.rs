@@ -8,7 +8,8 @@ use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
 
 use crate::common::ShopError;
-use crate::relay::{Kick, with_relay};
+use crate::relay::with_relay;
+use crate::worker::Kick;
 use actor::{ProductsActor, ProductsState};
 use messages::{ProductsRequest, ProductsResponse};
 use store::ProductsStore;

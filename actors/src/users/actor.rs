@@ -13,7 +13,7 @@ use super::shards::{UserShards, call_users, fnv1a};
 use super::store::UsersStore;
 use crate::common::ShopError;
 use crate::entry::{EntryActor, Handler};
-use crate::relay::Kick;
+use crate::worker::Kick;
 
 /// The users entry actor.
 pub(crate) type UsersActor = EntryActor<UsersState>;

@@ -9,7 +9,8 @@ use bulwark_runtime::{Service, ServiceContext, ServiceTree, Strategy};
 use bulwark_storage::{Store, StoreError};
 
 use crate::common::ShopError;
-use crate::relay::{Kick, with_relay_as};
+use crate::relay::with_relay_as;
+use crate::worker::Kick;
 use actor::{ShardState, UsersActor, UsersState};
 use messages::{UsersRequest, UsersResponse};
 use shards::UserShards;
