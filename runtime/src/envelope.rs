@@ -2,6 +2,7 @@
 //! deadline. Every hop keeps the correlation id and the trace context.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -165,12 +166,19 @@ impl fmt::Display for TraceContext {
     }
 }
 
+tokio::task_local! {
+    /// The context of the message the current task is handling.
+    static CURRENT: CallContext;
+}
+
 /// The context a call runs in: who it belongs to, which trace, and until
 /// when its answer is still wanted.
 ///
-/// A handler that makes further calls passes its own context on
-/// ([`Envelope::context`]), so the correlation id, the trace context and the
-/// remaining deadline carry over every hop.
+/// A handler that makes further calls passes its own context on, so the
+/// correlation id, the trace context and the remaining deadline carry over
+/// every hop: explicitly ([`Envelope::context`]), or implicitly by serving
+/// the message inside [`CallContext::scope`], where
+/// [`crate::Router::context`] derives every further call's context from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallContext {
     /// The correlation id, unchanged across hops.
@@ -225,6 +233,32 @@ impl CallContext {
     pub fn is_expired(&self) -> bool {
         Instant::now() >= self.deadline
     }
+
+    /// Runs `fut` as the handling of a message in this context: inside it,
+    /// [`CallContext::current`] is this context. Tasks `fut` spawns do not
+    /// inherit it (they outlive the message).
+    pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, fut)
+    }
+
+    /// The context of the message the current task is handling (inside
+    /// [`CallContext::scope`]), if any.
+    #[must_use]
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// The context of a further call made on behalf of this one: the same
+    /// correlation id and trace, and a deadline no later than this one's nor
+    /// than `timeout` from now.
+    #[must_use]
+    pub fn child(&self, timeout: Duration) -> Self {
+        Self {
+            correlation_id: self.correlation_id.clone(),
+            trace: self.trace,
+            deadline: self.deadline.min(Instant::now() + timeout),
+        }
+    }
 }
 
 /// A message with its metadata.
@@ -273,6 +307,29 @@ mod tests {
         ] {
             assert!(TraceContext::parse(bad).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_makes_its_context_current_and_a_child_keeps_ids_and_the_earlier_deadline() {
+        assert_eq!(CallContext::current(), None);
+        let trace =
+            TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
+        let parent = CallContext::new(Duration::from_secs(2))
+            .with_correlation_id(CorrelationId::external("req-7"))
+            .with_trace(trace);
+        let inside = parent.clone().scope(async { CallContext::current() }).await;
+        assert_eq!(inside.as_ref(), Some(&parent));
+        assert_eq!(CallContext::current(), None);
+        // A child never outlives its parent's deadline, nor its own timeout.
+        let longer = parent.child(Duration::from_secs(60));
+        assert_eq!(longer.correlation_id, parent.correlation_id);
+        assert_eq!(longer.trace, Some(trace));
+        assert_eq!(longer.deadline, parent.deadline);
+        let shorter = parent.child(Duration::from_millis(500));
+        assert_eq!(
+            shorter.deadline,
+            Instant::now() + Duration::from_millis(500)
+        );
     }
 
     #[test]

@@ -450,10 +450,16 @@ impl Router {
         self.inner.call_timeout
     }
 
-    /// A fresh context with the default call timeout.
+    /// The context of a new call: while serving a message (inside
+    /// [`CallContext::scope`]) a child of that message's context — same
+    /// correlation id and trace, its deadline capped by the default call
+    /// timeout — else a fresh one with the default call timeout.
     #[must_use]
     pub fn context(&self) -> CallContext {
-        CallContext::new(self.inner.call_timeout)
+        match CallContext::current() {
+            Some(current) => current.child(self.inner.call_timeout),
+            None => CallContext::new(self.inner.call_timeout),
+        }
     }
 
     /// The status of a service, `None` if no such service is registered.
