@@ -766,10 +766,12 @@ impl Config {
             }
             Setting::ApiKeys => {
                 let keys = list(value)
-                    .map(ApiKey::parse)
-                    .collect::<Result<Vec<_>, _>>()
-                    .and_then(ApiKeys::new)
-                    .map_err(|err| invalid(err.to_string()))?;
+                    .enumerate()
+                    .map(|(i, spec)| {
+                        ApiKey::parse(spec).map_err(|err| invalid(format!("key {}: {err}", i + 1)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let keys = ApiKeys::new(keys).map_err(|err| invalid(err.to_string()))?;
                 if keys.is_empty() {
                     return Err(invalid(
                         "lists no key; leave it unset for an open API".to_owned(),
@@ -1371,7 +1373,7 @@ mod tests {
         for (vars, starts) in [
             (
                 [("BULWARK_API_KEYS", "web:read:short")],
-                "BULWARK_API_KEYS: key web: the secret is shorter",
+                "BULWARK_API_KEYS: key 1: the secret is shorter",
             ),
             (
                 [("BULWARK_API_KEYS", " , ")],
@@ -1382,7 +1384,7 @@ mod tests {
                     "BULWARK_API_KEYS",
                     "a:read:dddddddddddddddd,b:write:dddddddddddddddd",
                 )],
-                "BULWARK_API_KEYS: keys a and b have the same secret",
+                "BULWARK_API_KEYS: keys 1 and 2 have the same secret",
             ),
             (
                 [("BULWARK_API_RATE_LIMIT", "100/day")],

@@ -148,12 +148,18 @@ mod tests {
         until(&passes, 3).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(passes.load(Ordering::SeqCst), 3);
-        // A kick brings the next pass, after the linger.
+        // A kick brings the next pass, after the linger and long before
+        // the wait's bound.
+        let kicked_at = tokio::time::Instant::now();
         kick.kick();
-        until(&passes, 4).await;
+        tokio::time::timeout(Duration::from_secs(1), until(&passes, 4))
+            .await
+            .unwrap();
+        assert!(kicked_at.elapsed() >= Duration::from_millis(10));
         // Without one, the wait's bound does.
-        tokio::time::sleep(Duration::from_secs(61)).await;
+        let waiting_from = tokio::time::Instant::now();
         until(&passes, 5).await;
+        assert!(waiting_from.elapsed() >= Duration::from_secs(59));
         actor.stop(None);
         handle.await.unwrap();
     }

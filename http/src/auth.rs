@@ -16,15 +16,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, DefaultClock, Reference as _};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
@@ -39,11 +39,19 @@ use crate::state::AppState;
 pub const API_KEY_SECRET_LEN_MIN: usize = 16;
 /// Longest key name: it is a log field and a metric label.
 pub const API_KEY_NAME_LEN_MAX: usize = 64;
-/// The rate limiter forgets idle clients once it tracks more than this
-/// many, so a scan from many addresses cannot grow it without bound.
+/// Past this many buckets the limiter forgets the idle ones (full again),
+/// at most once per [`PRUNE_INTERVAL`].
 const BUCKETS_PRUNE_OVER: usize = 10_000;
+/// Shortest time between two prunes: a prune walks the whole map.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+/// Most buckets the limiter keeps: past it (a flood from more addresses
+/// than any real client base) every request without a valid key takes from
+/// one shared bucket until pruning brings the count back down, so memory
+/// stays bounded whatever the number of addresses. Keys keep their own
+/// buckets.
+const PEER_BUCKETS_MAX: usize = 100_000;
 /// How often (in checks) the limiter looks at its size.
-const PRUNE_CHECK_EVERY: u64 = 1_024;
+const SIZE_CHECK_EVERY: u64 = 64;
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,7 +94,8 @@ impl Scope {
     }
 }
 
-/// Why an API key setting was refused.
+/// Why an API key setting was refused. No message quotes the setting: in a
+/// spec written in the wrong order any field may be the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiKeyError {
@@ -94,31 +103,26 @@ pub enum ApiKeyError {
     #[error("expected NAME:SCOPES:SECRET with scopes joined by '+' (web:read+write:SECRET)")]
     Format,
     /// The name is empty, too long or has other characters.
-    #[error("invalid key name {0:?}: 1 to {API_KEY_NAME_LEN_MAX} letters, digits, '-' or '_'")]
-    Name(String),
+    #[error("invalid name: 1 to {API_KEY_NAME_LEN_MAX} letters, digits, '-' or '_'")]
+    Name,
     /// A scope that does not exist.
-    #[error("key {key}: unknown scope {scope:?}; the scopes are read, write and admin")]
-    Scope {
-        /// The key's name.
-        key: String,
-        /// The scope given.
-        scope: String,
-    },
+    #[error("unknown scope; the scopes are read, write and admin")]
+    Scope,
     /// A key without any scope.
-    #[error("key {0}: it has no scope")]
-    NoScope(String),
+    #[error("it has no scope")]
+    NoScope,
     /// The secret is too short to resist guessing.
-    #[error("key {0}: the secret is shorter than {API_KEY_SECRET_LEN_MIN} characters")]
-    ShortSecret(String),
+    #[error("the secret is shorter than {API_KEY_SECRET_LEN_MIN} characters")]
+    ShortSecret,
     /// The secret cannot be sent as a bearer token.
-    #[error("key {0}: the secret may hold only letters, digits and - . _ ~ + / =")]
-    SecretAlphabet(String),
-    /// Two keys share a name.
-    #[error("two keys are named {0}")]
-    DuplicateName(String),
-    /// Two keys share a secret.
+    #[error("the secret may hold only letters, digits and - . _ ~ + / =")]
+    SecretAlphabet,
+    /// Two keys share a name (their places in the list, from 1).
+    #[error("keys {0} and {1} have the same name")]
+    DuplicateName(usize, usize),
+    /// Two keys share a secret (their places in the list, from 1).
     #[error("keys {0} and {1} have the same secret")]
-    DuplicateSecret(String, String),
+    DuplicateSecret(usize, usize),
 }
 
 /// One API key: a name (logs, errors), its scopes and the digest of its
@@ -144,19 +148,19 @@ impl ApiKey {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !name_ok {
-            return Err(ApiKeyError::Name(name.to_owned()));
+            return Err(ApiKeyError::Name);
         }
         if scopes.is_empty() {
-            return Err(ApiKeyError::NoScope(name.to_owned()));
+            return Err(ApiKeyError::NoScope);
         }
         if secret.chars().count() < API_KEY_SECRET_LEN_MIN {
-            return Err(ApiKeyError::ShortSecret(name.to_owned()));
+            return Err(ApiKeyError::ShortSecret);
         }
         let token = secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
         if !token {
-            return Err(ApiKeyError::SecretAlphabet(name.to_owned()));
+            return Err(ApiKeyError::SecretAlphabet);
         }
         let mut scopes = scopes.to_vec();
         scopes.sort_unstable();
@@ -173,7 +177,7 @@ impl ApiKey {
     ///
     /// # Errors
     ///
-    /// [`ApiKeyError`] naming what is wrong (never the secret).
+    /// [`ApiKeyError`] saying what is wrong (quoting nothing).
     pub fn parse(spec: &str) -> Result<Self, ApiKeyError> {
         let mut parts = spec.trim().splitn(3, ':');
         let (Some(name), Some(scopes), Some(secret)) = (parts.next(), parts.next(), parts.next())
@@ -184,12 +188,7 @@ impl ApiKey {
             .split('+')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|scope| {
-                Scope::from_name(scope).ok_or_else(|| ApiKeyError::Scope {
-                    key: name.to_owned(),
-                    scope: scope.to_owned(),
-                })
-            })
+            .map(|scope| Scope::from_name(scope).ok_or(ApiKeyError::Scope))
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(name, &scopes, secret)
     }
@@ -241,15 +240,12 @@ impl ApiKeys {
     /// [`ApiKeyError::DuplicateName`], [`ApiKeyError::DuplicateSecret`].
     pub fn new(keys: Vec<ApiKey>) -> Result<Self, ApiKeyError> {
         for (i, key) in keys.iter().enumerate() {
-            for earlier in &keys[..i] {
+            for (j, earlier) in keys[..i].iter().enumerate() {
                 if earlier.name == key.name {
-                    return Err(ApiKeyError::DuplicateName(key.name.to_string()));
+                    return Err(ApiKeyError::DuplicateName(j + 1, i + 1));
                 }
                 if earlier.digest == key.digest {
-                    return Err(ApiKeyError::DuplicateSecret(
-                        earlier.name.to_string(),
-                        key.name.to_string(),
-                    ));
+                    return Err(ApiKeyError::DuplicateSecret(j + 1, i + 1));
                 }
             }
         }
@@ -391,16 +387,36 @@ impl std::fmt::Display for RateLimit {
 enum Client {
     /// A valid API key, by name.
     Key(Arc<str>),
-    /// No valid key: the connection's peer address.
+    /// No valid key: the connection's peer address (an IPv6 address by its
+    /// /64, which one host can fill).
     Peer(IpAddr),
     /// No valid key and no peer address (a request made in-process).
     Unknown,
+    /// Every address past [`PEER_BUCKETS_MAX`].
+    Crowd,
+}
+
+impl Client {
+    /// The bucket of a request without a valid key from `addr`.
+    fn peer(addr: IpAddr) -> Self {
+        match addr.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                Self::Peer(IpAddr::V6(prefix.into()))
+            }
+            v4 @ IpAddr::V4(_) => Self::Peer(v4),
+        }
+    }
 }
 
 /// The edge's rate limiter: one GCRA bucket per client.
 pub(crate) struct Limiter<C: Clock = DefaultClock> {
     buckets: RateLimiter<Client, DashMapStateStore<Client>, C, NoOpMiddleware<C::Instant>>,
     checks: AtomicU64,
+    /// Whether the buckets are at [`PEER_BUCKETS_MAX`].
+    crowded: AtomicBool,
+    /// When the buckets were last pruned; held by the one pruning.
+    pruned_at: Mutex<Option<C::Instant>>,
 }
 
 impl<C: Clock> std::fmt::Debug for Limiter<C> {
@@ -422,25 +438,91 @@ impl<C: Clock> Limiter<C> {
         Self {
             buckets: RateLimiter::dashmap_with_clock(limit.quota(), clock),
             checks: AtomicU64::new(0),
+            crowded: AtomicBool::new(false),
+            pruned_at: Mutex::new(None),
         }
     }
 
     /// Takes one request from `client`'s bucket, or says how long until
-    /// it holds one. Now and then forgets the buckets that are full again
-    /// (their clients idle), so the map stays bounded.
+    /// it holds one.
     fn check(&self, client: &Client) -> Result<(), Duration> {
+        let now = self.buckets.clock().now();
         if self
             .checks
             .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(PRUNE_CHECK_EVERY)
-            && self.buckets.len() > BUCKETS_PRUNE_OVER
+            .is_multiple_of(SIZE_CHECK_EVERY)
         {
-            self.buckets.retain_recent();
-            self.buckets.shrink_to_fit();
+            if self.buckets.len() > BUCKETS_PRUNE_OVER {
+                self.prune(now);
+            }
+            self.crowded
+                .store(self.buckets.len() >= PEER_BUCKETS_MAX, Ordering::Relaxed);
         }
+        let client = match client {
+            Client::Peer(_) if self.crowded.load(Ordering::Relaxed) => &Client::Crowd,
+            other => other,
+        };
         self.buckets
             .check_key(client)
-            .map_err(|not_until| not_until.wait_time_from(self.buckets.clock().now()))
+            .map_err(|not_until| not_until.wait_time_from(now))
+    }
+
+    /// Forgets the buckets that are full again (their clients idle), unless
+    /// another request is at it or it was done less than
+    /// [`PRUNE_INTERVAL`] ago.
+    fn prune(&self, now: C::Instant) {
+        let Ok(mut pruned_at) = self.pruned_at.try_lock() else {
+            return;
+        };
+        if pruned_at.is_some_and(|at| Duration::from(now.duration_since(at)) < PRUNE_INTERVAL) {
+            return;
+        }
+        *pruned_at = Some(now);
+        self.buckets.retain_recent();
+    }
+
+    /// Charges a refused request (no or a wrong key) to its address's
+    /// bucket, so guessing keys is rate limited too: the refusal, or a 429
+    /// once the address is over its limit.
+    fn refused(&self, peer: &Client, refusal: ApiError) -> ApiError {
+        match self.check(peer) {
+            Ok(()) => refusal,
+            Err(wait) => rate_limited(peer, wait),
+        }
+    }
+}
+
+/// The 429 of `client`, which may retry after `wait`.
+fn rate_limited(client: &Client, wait: Duration) -> ApiError {
+    ApiError::RateLimited {
+        detail: match client {
+            Client::Key(name) => format!("API key {name} is over its rate limit"),
+            Client::Peer(_) | Client::Unknown | Client::Crowd => {
+                "this client is over its rate limit".to_owned()
+            }
+        },
+        // Whole seconds, rounded up: a client that waits that long finds a
+        // request in its bucket.
+        retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+    }
+}
+
+/// The bucket of a request without a valid key: its peer address.
+fn peer_of(request: &Request) -> Client {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(Client::Unknown, |ConnectInfo(addr)| Client::peer(addr.ip()))
+}
+
+/// `refusal` of an admin request (no key, a wrong one, one without the
+/// admin scope), charged to the address's bucket when a rate limit is
+/// configured: the admin API is never limited for its users, only for
+/// those guessing keys.
+pub(crate) fn refuse_admin(state: &AppState, request: &Request, refusal: ApiError) -> ApiError {
+    match &state.limiter {
+        Some(limiter) => limiter.refused(&peer_of(request), refusal),
+        None => refusal,
     }
 }
 
@@ -467,23 +549,19 @@ pub(crate) async fn guard_api(
 
 fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let keys = &state.config.api_keys;
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(Client::Unknown, |ConnectInfo(addr)| Client::Peer(addr.ip()));
     let (client, refusal) = if keys.is_empty() {
-        (peer, None)
+        (peer_of(request), None)
     } else {
         match bearer(request.headers()) {
             None => (
-                peer,
+                peer_of(request),
                 Some(ApiError::Unauthorized {
                     detail: "this API needs `Authorization: Bearer <API key>`".to_owned(),
                 }),
             ),
             Some(secret) => match keys.find(secret) {
                 None => (
-                    peer,
+                    peer_of(request),
                     Some(ApiError::Unauthorized {
                         detail: "unknown API key".to_owned(),
                     }),
@@ -506,17 +584,7 @@ fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
     if let Some(limiter) = &state.limiter {
         limiter
             .check(&client)
-            .map_err(|wait| ApiError::RateLimited {
-                detail: match &client {
-                    Client::Key(name) => format!("API key {name} is over its rate limit"),
-                    Client::Peer(_) | Client::Unknown => {
-                        "this client is over its rate limit".to_owned()
-                    }
-                },
-                // Whole seconds, rounded up: a client that waits that long
-                // finds a request in its bucket.
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            })?;
+            .map_err(|wait| rate_limited(&client, wait))?;
     }
     refusal.map_or(Ok(()), Err)
 }
@@ -545,28 +613,16 @@ mod tests {
         let cases = [
             ("web", ApiKeyError::Format),
             ("web:read", ApiKeyError::Format),
-            (
-                "we b:read:0123456789abcdef",
-                ApiKeyError::Name("we b".into()),
-            ),
-            (":read:0123456789abcdef", ApiKeyError::Name(String::new())),
-            ("web::0123456789abcdef", ApiKeyError::NoScope("web".into())),
-            (
-                "web:read+root:0123456789abcdef",
-                ApiKeyError::Scope {
-                    key: "web".into(),
-                    scope: "root".into(),
-                },
-            ),
-            ("web:read:short", ApiKeyError::ShortSecret("web".into())),
-            (
-                "web:read:0123456789abcdef,x",
-                ApiKeyError::SecretAlphabet("web".into()),
-            ),
-            (
-                "web:read:0123456789 abcdef",
-                ApiKeyError::SecretAlphabet("web".into()),
-            ),
+            ("we b:read:0123456789abcdef", ApiKeyError::Name),
+            (":read:0123456789abcdef", ApiKeyError::Name),
+            ("web::0123456789abcdef", ApiKeyError::NoScope),
+            ("web:read+root:0123456789abcdef", ApiKeyError::Scope),
+            ("web:read:short", ApiKeyError::ShortSecret),
+            ("web:read:0123456789abcdef,x", ApiKeyError::SecretAlphabet),
+            ("web:read:0123456789 abcdef", ApiKeyError::SecretAlphabet),
+            // In the wrong order: the secret is never quoted either.
+            ("web:0123456789abcdef:read", ApiKeyError::Scope),
+            ("0123456789abcdef:read:web", ApiKeyError::ShortSecret),
         ];
         for (spec, expected) in cases {
             let err = ApiKey::parse(spec).unwrap_err();
@@ -582,11 +638,11 @@ mod tests {
         let a2 = ApiKey::new("a", &[Scope::Write], "fedcba9876543210").unwrap();
         assert_eq!(
             ApiKeys::new(vec![a.clone(), b]).unwrap_err(),
-            ApiKeyError::DuplicateSecret("a".into(), "b".into())
+            ApiKeyError::DuplicateSecret(1, 2)
         );
         assert_eq!(
             ApiKeys::new(vec![a, a2]).unwrap_err(),
-            ApiKeyError::DuplicateName("a".into())
+            ApiKeyError::DuplicateName(1, 2)
         );
     }
 
@@ -654,23 +710,64 @@ mod tests {
         let clock = governor::clock::FakeRelativeClock::default();
         let limit = RateLimit::parse("60/min burst 1").unwrap().unwrap();
         let limiter = Limiter::with_clock(limit, clock.clone());
-        let peer = |n: u32| Client::Peer(IpAddr::from(n.to_be_bytes()));
+        let peer = |n: u32| Client::peer(IpAddr::from(n.to_be_bytes()));
         let many = u32::try_from(BUCKETS_PRUNE_OVER).unwrap() + 100;
         for n in 0..many {
             assert_eq!(limiter.check(&peer(n)), Ok(()));
         }
+        // A prune ran past 10,000 and found every client busy.
         assert_eq!(limiter.buckets.len(), BUCKETS_PRUNE_OVER + 100);
-        // Busy clients keep their state: peer 0 is still empty.
         assert!(limiter.check(&peer(0)).is_err());
-        // A second later every bucket is full again; the next prune drops
-        // them all but the one just used.
+        // A second later every bucket is full again: the next size check
+        // prunes them all but the one in use.
         clock.advance(Duration::from_secs(1));
-        while limiter.checks.load(Ordering::Relaxed) % PRUNE_CHECK_EVERY != 0 {
-            assert_eq!(limiter.check(&peer(0)), Ok(()));
+        for _ in 0..SIZE_CHECK_EVERY {
+            assert_eq!(limiter.check(&peer(1)), Ok(()));
             clock.advance(Duration::from_secs(1));
         }
-        assert!(limiter.buckets.len() > BUCKETS_PRUNE_OVER);
-        limiter.check(&peer(1)).unwrap();
         assert!(limiter.buckets.len() <= 2, "{}", limiter.buckets.len());
+    }
+
+    #[test]
+    fn past_the_bucket_bound_new_addresses_share_one_and_keys_keep_theirs() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limit = RateLimit::parse("1/h burst 1").unwrap().unwrap();
+        let limiter = Limiter::with_clock(limit, clock);
+        let peer = |n: u32| Client::peer(IpAddr::from(n.to_be_bytes()));
+        let bound = u32::try_from(PEER_BUCKETS_MAX).unwrap();
+        for n in 0..bound {
+            assert_eq!(limiter.check(&peer(n)), Ok(()));
+        }
+        // Let a size check see the bound (through a key's bucket).
+        let key = Client::Key(Arc::from("web"));
+        for _ in 0..SIZE_CHECK_EVERY {
+            let _ = limiter.check(&key);
+        }
+        let len = limiter.buckets.len();
+        // Every address now shares the crowd's bucket (one request an
+        // hour), known or not; the map grows by that one bucket only.
+        assert_eq!(limiter.check(&peer(bound + 1)), Ok(()));
+        assert!(limiter.check(&peer(bound + 2)).is_err());
+        assert!(limiter.check(&peer(7)).is_err());
+        assert_eq!(limiter.buckets.len(), len + 1);
+        // Keys keep their own buckets.
+        assert_eq!(limiter.check(&Client::Key(Arc::from("ops"))), Ok(()));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_bucketed_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let addr = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            Client::peer(addr("2001:db8::1")),
+            Client::peer(addr("2001:db8::ffff:2"))
+        );
+        assert_ne!(
+            Client::peer(addr("2001:db8::1")),
+            Client::peer(addr("2001:db8:0:1::1"))
+        );
+        assert_eq!(
+            Client::peer(addr("::ffff:192.0.2.7")),
+            Client::Peer(addr("192.0.2.7"))
+        );
     }
 }

@@ -188,11 +188,10 @@ fn not_joined(node: &Node) -> Option<String> {
 #[tokio::test]
 async fn a_node_with_seeds_is_not_joined_until_it_reaches_one_and_stays_joined_after() {
     let shared = Shared::default();
-    // A seed address nobody listens on yet (bound, then freed).
-    let seed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A seed address held by a socket that never answers, so no other
+    // listener (n2's own) can take it before n1 does.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let seed = holder.local_addr().unwrap();
     let n2 = Node::builder(NodeConfig::new("n2"))
         .service(Svc::<1>::new(&shared), ServiceConfig::default())
         .cluster(cluster(&[seed]))
@@ -203,6 +202,7 @@ async fn a_node_with_seeds_is_not_joined_until_it_reaches_one_and_stays_joined_a
     let failure = not_joined(&n2).unwrap();
     assert!(failure.contains(&seed.to_string()), "{failure}");
     // The first node has no seeds: joined from the start.
+    drop(holder);
     let n1 = Node::builder(NodeConfig::new("n1"))
         .service(Svc::<0>::new(&shared), ServiceConfig::default())
         .cluster(ClusterConfig {

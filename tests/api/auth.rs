@@ -177,6 +177,18 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after_and_nothing_is_done
         StatusCode::TOO_MANY_REQUESTS,
     )
     .await;
+    // Guessing through the admin API is charged to the same address; the
+    // admin key's holder is never limited.
+    problem(
+        app.admin_get("/admin/actors", Some("guess-0000000002"))
+            .await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+    assert_eq!(
+        app.admin_get("/admin/actors", Some(OPS)).await.status(),
+        StatusCode::OK
+    );
     let metrics = app.metrics().await.text().await.unwrap();
     assert!(
         metrics

@@ -76,8 +76,9 @@ pub(crate) struct NotificationsStore {
     /// Webhook delivery of each notification recorded while a webhook was
     /// configured.
     deliveries: Table<u64, Delivery>,
-    /// The notifications whose delivery is pending: id → user id.
-    undelivered: Table<u64, u64>,
+    /// The pending deliveries in the order they fall due:
+    /// (next attempt at, notification id) → user id.
+    due: Table<(u64, u64), u64>,
     /// Whether new notifications are to be delivered to a webhook.
     webhook: bool,
     /// Per event source, the highest sequence number applied.
@@ -153,7 +154,7 @@ impl NotificationsStore {
             inbox: store.inbox("events", INBOX_RETENTION_MS)?,
             ids: store.id_generator("notifications")?,
             deliveries: store.table("deliveries")?,
-            undelivered: store.table("undelivered")?,
+            due: store.table("deliveries_due")?,
             webhook: false,
             store,
         })
@@ -165,39 +166,34 @@ impl NotificationsStore {
         self.webhook = true;
     }
 
-    /// Up to `limit` pending deliveries due at `now`, looking at no more
-    /// than `scan_max` pending ones (oldest first): (notification,
-    /// delivery); and when the earliest pending one not yet due falls due.
+    /// Up to `limit` pending deliveries due at `now`, the earliest first:
+    /// (notification, delivery); and when the next one after them falls due.
     #[allow(clippy::type_complexity)]
     pub(crate) fn due(
         &self,
         now: u64,
         limit: usize,
-        scan_max: usize,
     ) -> Result<(Vec<(StoredNotification, Delivery)>, Option<u64>), ShopError> {
         let mut due = Vec::new();
-        let mut next: Option<u64> = None;
-        for row in self.undelivered.iter().take(scan_max) {
-            let (id, user_id) = row?;
-            let Some(delivery) = self.deliveries.get(&id)? else {
-                continue;
-            };
-            if delivery.status != DeliveryStatus::Pending {
-                continue;
+        for row in self.due.iter() {
+            let ((at, id), user_id) = row?;
+            if at > now || due.len() == limit {
+                return Ok((due, Some(at)));
             }
-            if delivery.next_attempt_at_ms > now {
-                next = Some(next.map_or(delivery.next_attempt_at_ms, |n| {
-                    n.min(delivery.next_attempt_at_ms)
-                }));
-                continue;
-            }
-            if due.len() < limit
-                && let Some(notification) = self.notifications.get(&(user_id, id))?
-            {
-                due.push((notification, delivery));
+            let notification = self.notifications.get(&(user_id, id))?;
+            let delivery = self.deliveries.get(&id)?;
+            match (notification, delivery) {
+                (Some(notification), Some(delivery))
+                    if delivery.status == DeliveryStatus::Pending =>
+                {
+                    due.push((notification, delivery));
+                }
+                // Not pending (cannot happen: both tables change in one
+                // write); nothing to deliver.
+                _ => {}
             }
         }
-        Ok((due, next))
+        Ok((due, None))
     }
 
     /// Records the outcome of one attempt to deliver notification `id`;
@@ -207,12 +203,15 @@ impl NotificationsStore {
         self.store
             .write(|tx| {
                 let Some(mut delivery) = self.deliveries.get_in(tx, &id)? else {
-                    self.undelivered.remove(tx, &id)?;
                     return Ok::<_, ShopError>(());
                 };
                 if delivery.status != DeliveryStatus::Pending {
                     return Ok(());
                 }
+                let Some(user_id) = self.due.get_in(tx, &(delivery.next_attempt_at_ms, id))? else {
+                    return Ok(());
+                };
+                self.due.remove(tx, &(delivery.next_attempt_at_ms, id))?;
                 let now = now_ms();
                 delivery.attempts = delivery.attempts.saturating_add(1);
                 delivery.updated_at_ms = now;
@@ -229,8 +228,9 @@ impl NotificationsStore {
                         }
                     }
                 }
-                if delivery.status != DeliveryStatus::Pending {
-                    self.undelivered.remove(tx, &id)?;
+                if delivery.status == DeliveryStatus::Pending {
+                    self.due
+                        .insert(tx, &(delivery.next_attempt_at_ms, id), &user_id)?;
                 }
                 self.deliveries.insert(tx, &id, &delivery)?;
                 Ok(())
@@ -335,8 +335,11 @@ impl NotificationsStore {
                                 updated_at_ms: now,
                             };
                             self.deliveries.insert(tx, &notification.id, &delivery)?;
-                            self.undelivered
-                                .insert(tx, &notification.id, &notification.user_id)?;
+                            self.due.insert(
+                                tx,
+                                &(delivery.next_attempt_at_ms, notification.id),
+                                &notification.user_id,
+                            )?;
                         }
                     }
                 }
@@ -464,6 +467,71 @@ mod tests {
         assert_eq!(count(&store, 9), 3);
         store.apply(&redelivered).await.unwrap();
         assert_eq!(count(&store, 9), 3);
+    }
+
+    #[tokio::test]
+    async fn deliveries_fall_due_in_time_order_and_one_in_backoff_holds_up_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.deliver_to_webhook();
+        let events: Vec<ShopEvent> = (1..=3).map(|seq| user_created("users", seq, 5)).collect();
+        store.apply(&events).await.unwrap();
+        let now = now_ms();
+        let (due, next) = store.due(now, 16).unwrap();
+        let ids: Vec<u64> = due.iter().map(|(n, _)| n.id).collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(next, None);
+        // The oldest fails and backs off for an hour: the others stay due.
+        let hour = 3_600_000;
+        let failed = |retry_at_ms| Attempt::Failed {
+            error: "503".to_owned(),
+            retry_at_ms,
+        };
+        store
+            .record_attempt(ids[0], failed(Some(now + hour)))
+            .await
+            .unwrap();
+        let (due, next) = store.due(now, 16).unwrap();
+        let due_ids: Vec<u64> = due.iter().map(|(n, _)| n.id).collect();
+        assert_eq!(due_ids, ids[1..]);
+        assert_eq!(next, Some(now + hour));
+        // At most `limit` at once; the rest is reported as due now.
+        let (due, next) = store.due(now, 1).unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(next.unwrap() <= now);
+        // Delivered and given up ones are due no more.
+        store
+            .record_attempt(ids[1], Attempt::Delivered)
+            .await
+            .unwrap();
+        store.record_attempt(ids[2], failed(None)).await.unwrap();
+        let (due, next) = store.due(now, 16).unwrap();
+        assert!(due.is_empty());
+        assert_eq!(next, Some(now + hour));
+        let (due, _) = store.due(now + hour, 16).unwrap();
+        assert_eq!(due[0].1.attempts, 1);
+        let listed = store
+            .list_by_user(
+                5,
+                PageRequest {
+                    page: 1,
+                    page_size: 10,
+                },
+            )
+            .unwrap();
+        let statuses: Vec<DeliveryStatus> = listed
+            .items
+            .iter()
+            .map(|n| n.delivery.as_ref().unwrap().status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                DeliveryStatus::Pending,
+                DeliveryStatus::Delivered,
+                DeliveryStatus::Failed
+            ]
+        );
     }
 
     #[test]

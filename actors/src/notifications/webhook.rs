@@ -39,8 +39,6 @@ pub const WEBHOOK_BACKOFF_INITIAL_DEFAULT: Duration = Duration::from_secs(1);
 pub const WEBHOOK_BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(300);
 /// Attempts made at once, in one pass.
 const BATCH_LEN_MAX: usize = 16;
-/// Pending deliveries one pass looks at for due ones.
-const SCAN_LEN_MAX: usize = 1024;
 /// A pass runs at least this often without a kick.
 const IDLE_PASS_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest error text kept with a delivery.
@@ -68,7 +66,8 @@ impl WebhookConfig {
     /// # Errors
     /// What is wrong with the URL.
     pub fn new(url: &str) -> Result<Self, String> {
-        let url = reqwest::Url::parse(url).map_err(|err| format!("invalid URL {url:?}: {err}"))?;
+        // The URL is not quoted back: its path or user part may hold a token.
+        let url = reqwest::Url::parse(url).map_err(|err| format!("invalid URL: {err}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
                 "unsupported scheme {:?}: use http:// or https://",
@@ -106,6 +105,17 @@ impl WebhookConfig {
         self.url.as_str()
     }
 
+    /// The URL without what may be secret: scheme, host and port only.
+    #[must_use]
+    pub fn redacted_url(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        let path = if self.url.path() == "/" { "/" } else { "/…" };
+        match self.url.port() {
+            Some(port) => format!("{}://{host}:{port}{path}", self.url.scheme()),
+            None => format!("{}://{host}{path}", self.url.scheme()),
+        }
+    }
+
     /// The pause after the `failures`-th failed attempt.
     fn backoff(&self, failures: u32) -> Duration {
         let shift = failures.saturating_sub(1).min(20);
@@ -118,7 +128,7 @@ impl WebhookConfig {
 impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookConfig")
-            .field("url", &self.url.as_str())
+            .field("url", &self.redacted_url())
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("attempts_max", &self.attempts_max)
             .field("backoff_initial", &self.backoff_initial)
@@ -168,7 +178,7 @@ impl Webhook {
     /// may be more) and when the next pending one falls due.
     async fn deliver_due(&self) -> Result<(bool, Option<u64>), ShopError> {
         let now = now_ms();
-        let (due, next_due) = self.store.due(now, BATCH_LEN_MAX, SCAN_LEN_MAX)?;
+        let (due, next_due) = self.store.due(now, BATCH_LEN_MAX)?;
         let full = due.len() == BATCH_LEN_MAX;
         let attempts = due
             .into_iter()
@@ -289,6 +299,13 @@ mod tests {
         assert!(config.clone().with_secret("").is_err());
         let signed = config.with_secret("s3cret-value").unwrap();
         assert!(!format!("{signed:?}").contains("s3cret-value"));
+        // Tokens in the user part or the path are never printed.
+        let tokened = WebhookConfig::new("https://u:pw@hooks.example.com:8443/T0K3N/x").unwrap();
+        assert_eq!(tokened.redacted_url(), "https://hooks.example.com:8443/…");
+        assert!(!format!("{tokened:?}").contains("T0K3N"));
+        assert!(!format!("{tokened:?}").contains("pw"));
+        let err = WebhookConfig::new("http://[T0K3N/").unwrap_err();
+        assert!(!err.contains("T0K3N"), "{err}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::unexpected;
-use crate::auth::{Scope, bearer};
+use crate::auth::{Scope, bearer, refuse_admin};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query, RequestContext};
 use crate::state::AppState;
@@ -41,7 +41,8 @@ pub(crate) async fn require_admin(
 ) -> Response {
     match authorize(&state, request.headers(), request.uri().path()) {
         Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
+        Err(error @ ApiError::RouteNotFound { .. }) => error.into_response(),
+        Err(refusal) => refuse_admin(&state, &request, refusal).into_response(),
     }
 }
 
