@@ -161,7 +161,19 @@ pub fn router(node: Node, config: EdgeConfig) -> Router {
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
     };
-    let guard = || axum::middleware::from_fn_with_state(state.clone(), guard_api);
+    // Without keys or a rate limit the guard would admit everything: leave
+    // it out of the request path.
+    let guarded = !state.config.api_keys.is_empty() || state.limiter.is_some();
+    let guard = |routes: Router<AppState>| {
+        if guarded {
+            routes.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                guard_api,
+            ))
+        } else {
+            routes
+        }
+    };
     let shedding = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(shed_error))
         .layer(LoadShedLayer::new())
@@ -170,11 +182,8 @@ pub fn router(node: Node, config: EdgeConfig) -> Router {
         ));
     // The guard is outside the shedder: a request refused for its key or
     // its rate never takes a concurrency slot.
-    api_table()
-        .router
-        .layer(shedding)
-        .route_layer(guard())
-        .merge(cluster_table().router.route_layer(guard()))
+    guard(api_table().router.layer(shedding))
+        .merge(guard(cluster_table().router))
         .merge(probe_table().router)
         .merge(
             admin_table()
