@@ -156,7 +156,9 @@ pub fn install(
                         .with_webhook(webhook.clone())
                         .map_err(ShopSetupError::Webhook)?;
                 }
-                builder.service(notifications, config.bounds)
+                builder
+                    .metrics(notifications.metrics())
+                    .service(notifications, config.bounds)
             }
             ShopService::Orders => {
                 let orders = Orders::new(store)

@@ -148,7 +148,21 @@ async fn a_notification_is_posted_signed_and_retried_until_the_webhook_takes_it(
         assert_eq!(body["user_id"], user["id"]);
         assert_eq!(body["kind"], "user.created");
     }
+    assert_metrics(&app, [1, 2, 0]).await;
     app.stop().await;
+}
+
+/// `bulwark_webhook_attempts_total` by outcome: delivered, retried, given up.
+async fn assert_metrics(app: &TestApp, [delivered, retried, given_up]: [u32; 3]) {
+    let text = app.metrics().await.text().await.unwrap();
+    for (outcome, count) in [
+        ("delivered", delivered),
+        ("retried", retried),
+        ("given_up", given_up),
+    ] {
+        let line = format!("bulwark_webhook_attempts_total{{outcome=\"{outcome}\"}} {count}");
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,6 +183,7 @@ async fn a_delivery_is_given_up_after_its_attempts_and_says_why() {
     // No attempt after the last.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 3);
+    assert_metrics(&app, [0, 2, 1]).await;
     app.stop().await;
 }
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use bulwark_runtime::{ChildSpec, Restart, Service, ServiceContext, ServiceTree, Strategy, Topic};
+use bulwark_runtime::{
+    ChildSpec, MetricSample, Restart, Service, ServiceContext, ServiceTree, Strategy, Topic,
+};
 use bulwark_storage::{Inbox, Store, StoreError};
 
 use crate::common::{ShopError, ShopEvents, now_ms};
@@ -20,7 +22,7 @@ use crate::worker::WorkerActor;
 use actor::{NotificationsActor, NotificationsState};
 use messages::{NotificationsRequest, NotificationsResponse};
 use store::NotificationsStore;
-use webhook::{Webhook, WebhookConfig};
+use webhook::{Webhook, WebhookConfig, WebhookStats};
 
 /// How often applied event ids older than the retention are pruned.
 const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
@@ -30,6 +32,8 @@ const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 pub struct Notifications {
     store: NotificationsStore,
     webhook: Option<(Arc<WebhookConfig>, reqwest::Client)>,
+    /// The webhook worker's counters, shared across its restarts.
+    webhook_stats: Arc<WebhookStats>,
     /// Wakes the webhook worker after new notifications.
     kick: Kick,
 }
@@ -43,8 +47,24 @@ impl Notifications {
         Ok(Self {
             store: NotificationsStore::open(store)?,
             webhook: None,
+            webhook_stats: Arc::default(),
             kick: Kick::default(),
         })
+    }
+
+    /// A metrics source (`NodeBuilder::metrics`) for the webhook:
+    /// `bulwark_webhook_attempts_total{outcome}` (delivered, retried,
+    /// given_up); nothing without a webhook.
+    pub fn metrics(&self) -> impl Fn() -> Vec<MetricSample> + Send + Sync + 'static {
+        let stats = Arc::clone(&self.webhook_stats);
+        let configured = self.webhook.is_some();
+        move || {
+            if configured {
+                stats.samples()
+            } else {
+                Vec::new()
+            }
+        }
     }
 
     /// Delivers every notification recorded from now on to a webhook
@@ -94,6 +114,7 @@ impl Service for Notifications {
                     config: Arc::clone(config),
                     client: client.clone(),
                     kick: self.kick.clone(),
+                    stats: Arc::clone(&self.webhook_stats),
                 };
                 tree.child(ChildSpec::actor("webhook", Restart::Permanent, move || {
                     (WorkerActor::<Webhook>::new(), worker.clone())

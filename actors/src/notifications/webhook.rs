@@ -16,7 +16,10 @@
 //! from this shop. Redirects are not followed (a 3xx is a failed attempt).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use bulwark_runtime::{MetricKind, MetricSample};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -154,6 +157,53 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     hex
 }
 
+/// What the delivery worker did since the process started (`/metrics`).
+#[derive(Debug, Default)]
+pub(crate) struct WebhookStats {
+    /// Attempts the webhook answered 2xx.
+    pub(crate) delivered: AtomicU64,
+    /// Failed attempts that will be retried.
+    pub(crate) retried: AtomicU64,
+    /// Failed last attempts: deliveries given up.
+    pub(crate) given_up: AtomicU64,
+}
+
+impl WebhookStats {
+    fn count(&self, attempt: &Attempt) {
+        match attempt {
+            Attempt::Delivered => &self.delivered,
+            Attempt::Failed {
+                retry_at_ms: Some(_),
+                ..
+            } => &self.retried,
+            Attempt::Failed {
+                retry_at_ms: None, ..
+            } => &self.given_up,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `bulwark_webhook_attempts_total{outcome}`.
+    pub(crate) fn samples(&self) -> Vec<MetricSample> {
+        let help = "Webhook delivery attempts of notifications, by outcome.";
+        [
+            ("delivered", &self.delivered),
+            ("retried", &self.retried),
+            ("given_up", &self.given_up),
+        ]
+        .into_iter()
+        .map(|(outcome, count)| MetricSample {
+            name: "bulwark_webhook_attempts_total",
+            help,
+            kind: MetricKind::Counter,
+            labels: vec![("outcome", outcome.to_owned())],
+            #[allow(clippy::cast_precision_loss)] // counters far below 2^52
+            value: count.load(Ordering::Relaxed) as f64,
+        })
+        .collect()
+    }
+}
+
 /// The delivery worker: the store, the webhook and an HTTP client.
 #[derive(Debug, Clone)]
 pub(crate) struct Webhook {
@@ -161,6 +211,7 @@ pub(crate) struct Webhook {
     pub(crate) config: Arc<WebhookConfig>,
     pub(crate) client: reqwest::Client,
     pub(crate) kick: Kick,
+    pub(crate) stats: Arc<WebhookStats>,
 }
 
 /// The HTTP client of webhook attempts: no redirects followed.
@@ -184,6 +235,7 @@ impl Webhook {
             .into_iter()
             .map(|(notification, delivery)| self.attempt(notification, delivery));
         for (id, outcome) in futures::future::join_all(attempts).await {
+            self.stats.count(&outcome);
             self.store.record_attempt(id, outcome).await?;
         }
         Ok((full, next_due))
