@@ -145,6 +145,54 @@ async fn notified(router: &Router, user_id: u64, kind: &str) -> Vec<Notification
     }
 }
 
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_step_of_a_saga_reaches_its_service_under_the_orders_correlation_id() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .finish();
+    // One thread runs the test and every task: all of them log through this.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), PaymentsConfig::default()).await;
+    let router = node.router();
+    let ada = user(router, "ada").await;
+    let widget = product(router, 1250, 100).await;
+    let placed = order(router, place(ada, &widget, 1, None)).await.unwrap();
+    let done = finished(router, placed.id).await;
+    assert_eq!(done.status, OrderStatus::Completed, "{done:?}");
+    node.shutdown().await;
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let correlation = format!("correlation_id=order-{}", placed.id);
+    for service in ["users", "products", "payments"] {
+        let served = logs.lines().any(|line| {
+            line.contains(&format!("service=\"{service}\"")) && line.contains(&correlation)
+        });
+        assert!(
+            served,
+            "no {service} message under {correlation} in\n{logs}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_completes_takes_the_stock_charges_once_and_notifies_once() {
     let dir = tempfile::tempdir().unwrap();

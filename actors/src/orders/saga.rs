@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bulwark_runtime::{CallError, Router, UnavailableReason};
+use bulwark_runtime::{CallError, CorrelationId, Router, UnavailableReason};
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -245,9 +245,12 @@ impl Sagas {
     }
 
     async fn execute(&self, state: &OrderState, id: u64, step: &Step) -> Outcome {
+        // Every step of an order's saga carries one correlation id,
+        // `order-<id>`, so the services' logs of one saga read together.
         let ctx = self
             .router
             .context()
+            .with_correlation_id(CorrelationId::external(&format!("order-{id}")))
             .with_deadline(tokio::time::Instant::now() + STEP_TIMEOUT);
         let router = &self.router;
         let done = |event| Ok::<_, CallError<ShopError>>(Outcome::Record(event));
