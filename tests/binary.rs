@@ -1,10 +1,11 @@
 //! The real `bulwark` binary, as an operator runs it.
 //!
 //! The failures pinned here: a SIGTERM must drain and exit 0 with every
-//! store flushed, so a restart on the same data directory finds everything;
-//! a SIGKILL in the middle of a stream of writes must not lose any write
-//! that was acknowledged (201) before it — an acknowledgement means the
-//! write is durable; and a bad configuration value must stop start-up with
+//! store flushed, so a restart on the same data directory finds everything
+//! and finishes the order whose saga the signal interrupted; a SIGKILL in
+//! the middle of a stream of writes (users, products, orders) must not lose
+//! any write that was acknowledged (201) before it — an acknowledgement
+//! means the write is durable; and a bad configuration value must stop start-up with
 //! exit code 2 and a message naming the key.
 #![allow(clippy::unwrap_used)]
 
@@ -20,12 +21,16 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// Users acknowledged before the SIGKILL: enough that writes are in flight
-/// when it lands.
+/// Resources acknowledged before the SIGKILL: enough that writes are in
+/// flight when it lands.
 const ACKED_BEFORE_KILL: usize = 40;
-/// Writers posting users at once.
+/// Writers posting users at once (beside one posting products and one
+/// posting orders).
 const WRITERS: usize = 4;
-/// Upper bound on the users each writer posts, so the loop stops by itself.
+/// Simulated provider latency of the SIGTERM test: long enough that an
+/// order is still in its charge step when the signal lands.
+const PAYMENT_LATENCY_MS: &str = "1500";
+/// Upper bound on the posts of each writer, so the loop stops by itself.
 const POSTS_PER_WRITER_MAX: usize = 2_000;
 
 /// Starts the binary on 127.0.0.1:0 with `data_dir`.
@@ -37,7 +42,14 @@ fn start(data_dir: &std::path::Path) -> Server {
 async fn sigterm_exits_0_and_a_restart_on_the_same_data_keeps_everything() {
     let data = tempfile::tempdir().unwrap();
     let client = Client::new();
-    let mut server = start(data.path());
+    // A slow payment provider keeps the second order's saga in its charge
+    // step when the SIGTERM arrives.
+    let mut server = Server::start([
+        std::ffi::OsStr::new("--data-dir"),
+        data.path().as_os_str(),
+        std::ffi::OsStr::new("--payments-latency-ms"),
+        std::ffi::OsStr::new(PAYMENT_LATENCY_MS),
+    ]);
     let user = post(
         &client,
         server.url("/api/v1/users"),
@@ -50,15 +62,15 @@ async fn sigterm_exits_0_and_a_restart_on_the_same_data_keeps_everything() {
         json!({"name": "lamp", "price": 12.5, "quantity": 10}),
     )
     .await;
-    let order = post(
-        &client,
-        server.url("/api/v1/orders"),
-        json!({"user_id": user["id"], "items": [{"product_id": product["id"], "quantity": 2, "price": 12.5}]}),
-    )
-    .await;
+    let order_of = |quantity: u64| json!({"user_id": user["id"], "items": [{"product_id": product["id"], "quantity": quantity, "price": 12.5}]});
+    let order = post(&client, server.url("/api/v1/orders"), order_of(2)).await;
     let order_url = format!("/api/v1/orders/{}", order["id"]);
     let settled = settled_order(&client, server.url(&order_url)).await;
     assert_eq!(settled["status"], "completed");
+    let mid_saga = post(&client, server.url("/api/v1/orders"), order_of(1)).await;
+    let mid_saga_url = format!("/api/v1/orders/{}", mid_saga["id"]);
+    let (_, at_stop) = get(&client, server.url(&mid_saga_url)).await;
+    assert_eq!(at_stop["status"], "pending", "{at_stop}");
 
     server.terminate();
     let status = server.exit_status(SHUTDOWN_TIMEOUT).await;
@@ -73,47 +85,124 @@ async fn sigterm_exits_0_and_a_restart_on_the_same_data_keeps_everything() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["username"], "ada");
+    let (status, body) = get(&client, server.url(&order_url)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "completed");
+    // The order that was mid-saga resumes and finishes after the restart.
+    let resumed = settled_order(&client, server.url(&mid_saga_url)).await;
+    assert_eq!(resumed["status"], "completed", "{resumed}");
     let (status, body) = get(
         &client,
         server.url(&format!("/api/v1/products/{}", product["id"])),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["quantity"], 8);
-    let (status, body) = get(&client, server.url(&order_url)).await;
+    assert_eq!(body["quantity"], 7);
+    let (status, payment) = get(
+        &client,
+        server.url(&format!("/api/v1/payments?order_id={}", mid_saga["id"])),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["status"], "completed");
+    assert_eq!(payment["status"], "charged");
+}
+
+/// A resource acknowledged (201): its URL path, and a field with the value
+/// it must read back.
+type Acked = (String, &'static str, Value);
+
+/// What a writer of the SIGKILL test posts.
+#[derive(Clone, Copy)]
+enum Posting {
+    User,
+    Product,
+    /// An order for one unit of the product, by the user.
+    Order {
+        user_id: u64,
+        product_id: u64,
+    },
+}
+
+impl Posting {
+    /// The collection URL path and the body of post `n` of `writer`, and
+    /// the field of the created resource that must read back the same.
+    fn request(self, writer: usize, n: usize) -> (&'static str, Value, &'static str) {
+        let name = format!("w{writer}-n{n}");
+        match self {
+            Self::User => (
+                "/api/v1/users",
+                json!({"username": name, "email": format!("{name}@example.com")}),
+                "username",
+            ),
+            Self::Product => (
+                "/api/v1/products",
+                json!({"name": name, "price": 1.25, "quantity": 5}),
+                "name",
+            ),
+            Self::Order {
+                user_id,
+                product_id,
+            } => (
+                "/api/v1/orders",
+                json!({"user_id": user_id, "items": [{"product_id": product_id, "quantity": 1, "price": 1.0}]}),
+                "user_id",
+            ),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_user_acknowledged_before_a_sigkill_exists_after_restart() {
+async fn every_resource_acknowledged_before_a_sigkill_exists_after_restart() {
     let data = tempfile::tempdir().unwrap();
     let client = Client::new();
     let mut server = start(data.path());
-    let acked: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let buyer = post(
+        &client,
+        server.url("/api/v1/users"),
+        json!({"username": "buyer", "email": "buyer@example.com"}),
+    )
+    .await;
+    let stock = post(
+        &client,
+        server.url("/api/v1/products"),
+        json!({"name": "stock", "price": 1.0, "quantity": 1_000_000}),
+    )
+    .await;
+    let order = Posting::Order {
+        user_id: buyer["id"].as_u64().unwrap(),
+        product_id: stock["id"].as_u64().unwrap(),
+    };
+    let postings = (0..WRITERS)
+        .map(|_| Posting::User)
+        .chain([Posting::Product, order]);
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let killed = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
-    for writer in 0..WRITERS {
+    for (writer, posting) in postings.enumerate() {
         let (client, acked, killed) = (client.clone(), Arc::clone(&acked), Arc::clone(&killed));
-        let url = server.url("/api/v1/users");
+        let base = server.url("");
         writers.push(tokio::spawn(async move {
             for n in 0..POSTS_PER_WRITER_MAX {
-                let username = format!("w{writer}-u{n}");
-                let body =
-                    json!({"username": username, "email": format!("{username}@example.com")});
-                let Ok(response) = client.post(&url).json(&body).send().await else {
+                let (path, body, field) = posting.request(writer, n);
+                let Ok(response) = client
+                    .post(format!("{base}{path}"))
+                    .json(&body)
+                    .send()
+                    .await
+                else {
                     break;
                 };
                 if response.status() != StatusCode::CREATED {
                     break;
                 }
-                let Ok(user) = response.json::<Value>().await else {
+                let Ok(created) = response.json::<Value>().await else {
                     break;
                 };
+                let url = format!("{path}/{}", created["id"].as_u64().unwrap());
                 acked
                     .lock()
                     .await
-                    .push((user["id"].as_u64().unwrap(), username));
+                    .push((url, field, created[field].clone()));
                 if killed.load(Ordering::Relaxed) {
                     break;
                 }
@@ -122,7 +211,7 @@ async fn every_user_acknowledged_before_a_sigkill_exists_after_restart() {
     }
     let deadline = Instant::now() + EVENTUALLY;
     while acked.lock().await.len() < ACKED_BEFORE_KILL {
-        assert!(Instant::now() < deadline, "too few users acknowledged");
+        assert!(Instant::now() < deadline, "too few resources acknowledged");
         tokio::time::sleep(POLL_INTERVAL).await;
     }
     // SIGKILL while the writers are still posting.
@@ -136,11 +225,17 @@ async fn every_user_acknowledged_before_a_sigkill_exists_after_restart() {
 
     let acked = acked.lock().await.clone();
     assert!(acked.len() >= ACKED_BEFORE_KILL);
+    for kind in ["/api/v1/users/", "/api/v1/products/", "/api/v1/orders/"] {
+        assert!(
+            acked.iter().any(|(url, _, _)| url.starts_with(kind)),
+            "no {kind} acknowledged before the kill"
+        );
+    }
     let server = start(data.path());
-    for (id, username) in &acked {
-        let (status, body) = get(&client, server.url(&format!("/api/v1/users/{id}"))).await;
-        assert_eq!(status, StatusCode::OK, "acknowledged user {id} is lost");
-        assert_eq!(&body["username"], username.as_str());
+    for (url, field, value) in &acked {
+        let (status, body) = get(&client, server.url(url)).await;
+        assert_eq!(status, StatusCode::OK, "acknowledged {url} is lost");
+        assert_eq!(&body[*field], value, "{url}");
     }
 }
 

@@ -175,6 +175,18 @@ mod tests {
         }
     }
 
+    /// Installs, once per test process, a global subscriber that records
+    /// nothing. tracing-core computes a callsite's interest once, from the
+    /// default subscriber of the thread that reaches it first: a parallel test
+    /// thread without a subscriber would cache "never" for the `message` span
+    /// process-wide, and the capturing subscriber below would not see it.
+    fn subscriber_everywhere() {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
+    }
+
     /// Log output captured in memory.
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -199,7 +211,10 @@ mod tests {
             .with_ansi(false)
             .finish();
         // The test's runtime has one thread: every task logs through this.
+        subscriber_everywhere();
         let _default = tracing::subscriber::set_default(subscriber);
+        // Re-ask every callsite reached before the subscribers were in place.
+        tracing::callsite::rebuild_interest_cache();
         let node = Node::builder(NodeConfig::new("t"))
             .service(Probe, ServiceConfig::default())
             .start()

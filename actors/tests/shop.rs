@@ -145,6 +145,18 @@ async fn notified(router: &Router, user_id: u64, kind: &str) -> Vec<Notification
     }
 }
 
+/// Installs, once per test process, a global subscriber that records
+/// nothing. tracing-core computes a callsite's interest once, from the
+/// default subscriber of the thread that reaches it first: a parallel test
+/// thread without a subscriber would cache "never" for the `message` span
+/// process-wide, and the capturing subscriber below would not see it.
+fn subscriber_everywhere() {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 /// Log output captured in memory.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -170,7 +182,10 @@ async fn every_step_of_a_saga_reaches_its_service_under_the_orders_correlation_i
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
         .finish();
     // One thread runs the test and every task: all of them log through this.
+    subscriber_everywhere();
     let _default = tracing::subscriber::set_default(subscriber);
+    // Re-ask every callsite reached before the subscribers were in place.
+    tracing::callsite::rebuild_interest_cache();
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), PaymentsConfig::default()).await;
     let router = node.router();

@@ -6,9 +6,7 @@ use bulwark_http::AdminKey;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
-
-const KEY: &str = "admin-test-key";
+use crate::helpers::{ADMIN_KEY as KEY, TestApp, eventually, spawn_app, spawn_app_with};
 
 async fn admin_app() -> TestApp {
     spawn_app_with(|config| config.edge.admin_key = AdminKey::new(KEY)).await

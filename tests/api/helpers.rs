@@ -53,6 +53,19 @@ pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The admin key of [`spawn_app_with_admin`].
+pub(crate) const ADMIN_KEY: &str = "admin-test-key";
+
+/// The application with the admin API on (key [`ADMIN_KEY`]), so a test
+/// can wait for the event pipeline ([`TestApp::events_settled`]).
+pub(crate) async fn spawn_app_with_admin(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(|config| {
+        config.edge.admin_key = bulwark_http::AdminKey::new(ADMIN_KEY);
+        configure(config);
+    })
+    .await
+}
+
 /// The application with `configure` applied to the test defaults.
 pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_on(tempfile::tempdir().unwrap(), configure).await
@@ -316,6 +329,47 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+
+    /// How many of `user_id`'s notifications are of `kind`.
+    pub(crate) async fn notifications_of_kind(&self, user_id: u64, kind: &str) -> usize {
+        let page = self.notifications_of(user_id).await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == kind)
+            .count()
+    }
+
+    /// Waits until a notification of `kind` reached `user_id`, then until
+    /// every outbox is drained (needs [`spawn_app_with_admin`]): from then
+    /// on no delivery is in flight, so the count is final. Returns it.
+    pub(crate) async fn settled_notifications(&self, user_id: u64, kind: &str) -> usize {
+        eventually(
+            &format!("a {kind} notification for user {user_id}"),
+            || async { (self.notifications_of_kind(user_id, kind).await > 0).then_some(()) },
+        )
+        .await;
+        self.events_settled().await;
+        self.notifications_of_kind(user_id, kind).await
+    }
+
+    /// Waits until every service's outbox is empty: each event written so
+    /// far was delivered and confirmed.
+    pub(crate) async fn events_settled(&self) {
+        eventually("every outbox to drain", || async {
+            let response = self.admin_get("/admin/outboxes", Some(ADMIN_KEY)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: Value = response.json().await.unwrap();
+            body["outboxes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|o| o["pending"] == 0)
+                .then_some(())
+        })
+        .await;
     }
 
     pub(crate) async fn get_payment(&self, order_id: u64) -> Response {

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{eventually, id, problem, spawn_app, spawn_app_with};
+use crate::helpers::{eventually, id, problem, spawn_app, spawn_app_with, spawn_app_with_admin};
 
 fn order_of(user: &Value, product: &Value, quantity: u64) -> Value {
     json!({
@@ -16,9 +16,9 @@ fn order_of(user: &Value, product: &Value, quantity: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_placed_pending_and_its_saga_completes_it() {
-    let app = spawn_app().await;
+    let app = spawn_app_with_admin(|_| {}).await;
     let user = app.create_user("buyer").await;
-    let product = app.create_product("lamp", 12.5, 10).await;
+    let product = app.create_product("lamp", 12.5, 100).await;
     let response = app.post_order(&order_of(&user, &product, 2), None).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let placed: Value = response.json().await.unwrap();
@@ -27,7 +27,7 @@ async fn an_order_is_placed_pending_and_its_saga_completes_it() {
     let order = app.settled_order(id(&placed)).await;
     assert_eq!(order["status"], "completed");
     let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
-    assert_eq!(stock["quantity"], 8);
+    assert_eq!(stock["quantity"], 98);
     let payment: Value = app.get_payment(id(&placed)).await.json().await.unwrap();
     assert_eq!(payment["status"], "charged");
     assert_eq!(payment["amount"].as_f64(), Some(25.0));
@@ -38,16 +38,10 @@ async fn an_order_is_placed_pending_and_its_saga_completes_it() {
         .await
         .unwrap();
     assert_eq!(listed["total"], 1);
-    eventually("the order.completed notification", || async {
-        let page = app.notifications_of(id(&user)).await;
-        page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["kind"] == "order.completed")
-            .then_some(())
-    })
-    .await;
+    let completed = app
+        .settled_notifications(id(&user), "order.completed")
+        .await;
+    assert_eq!(completed, 1, "exactly one order.completed notification");
     let expanded: Value = app
         .get(&format!(
             "/api/v1/orders/{}?expand=user,products",
@@ -64,7 +58,7 @@ async fn an_order_is_placed_pending_and_its_saga_completes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
-    let app = spawn_app_with(|config| config.payments.decline_over_cents = Some(1000)).await;
+    let app = spawn_app_with_admin(|config| config.payments.decline_over_cents = Some(1000)).await;
     let user = app.create_user("big-spender").await;
     let product = app.create_product("tv", 499.99, 3).await;
     let placed: Value = app
@@ -82,6 +76,46 @@ async fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
     let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
     assert_eq!(stock["quantity"], 3);
     problem(app.get_payment(id(&placed)).await, StatusCode::NOT_FOUND).await;
+    let cancelled = app
+        .settled_notifications(id(&user), "order.cancelled")
+        .await;
+    assert_eq!(cancelled, 1, "exactly one order.cancelled notification");
+    assert_eq!(
+        app.notifications_of_kind(id(&user), "order.completed")
+            .await,
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_for_more_than_the_stock_is_cancelled_and_nothing_is_charged() {
+    let app = spawn_app_with_admin(|_| {}).await;
+    let user = app.create_user("hoarder").await;
+    let product = app.create_product("rare vase", 80.0, 2).await;
+    let response = app.post_order(&order_of(&user, &product, 3), None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let placed: Value = response.json().await.unwrap();
+    let order = app.settled_order(id(&placed)).await;
+    assert_eq!(order["status"], "cancelled");
+    assert!(
+        order["reason"].as_str().unwrap().contains("out of stock"),
+        "{order}"
+    );
+    let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
+    assert_eq!(stock["quantity"], 2);
+    problem(app.get_payment(id(&placed)).await, StatusCode::NOT_FOUND).await;
+    let ledger: Value = app
+        .get(&format!("/api/v1/payments/ledger?order_id={}", id(&placed)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["movements"].as_array().unwrap().len(), 0, "{ledger}");
+    let cancelled = app
+        .settled_notifications(id(&user), "order.cancelled")
+        .await;
+    assert_eq!(cancelled, 1, "exactly one order.cancelled notification");
     app.stop().await;
 }
 
