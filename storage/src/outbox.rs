@@ -122,7 +122,7 @@ impl<E: Serialize + DeserializeOwned> Outbox<E> {
         store
             .write(|tx| {
                 for seq in seqs {
-                    self.entries.remove(tx, seq)?;
+                    self.entries.discard(tx, seq)?;
                 }
                 Ok::<_, StoreError>(())
             })

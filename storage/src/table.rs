@@ -148,6 +148,11 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
     pub fn remove(&self, tx: &Tx<'_>, key: &K) -> Result<bool, StoreError> {
         tx.delete(&self.tree, key)
     }
+
+    /// Removes `key` without reading it first (see [`Tx::discard`]).
+    pub(crate) fn discard(&self, tx: &Tx<'_>, key: &K) -> Result<(), StoreError> {
+        tx.discard(&self.tree, key)
+    }
 }
 
 impl<K: Key, V: Serialize + DeserializeOwned> IntoIterator for &Table<K, V> {

@@ -188,6 +188,16 @@ impl<'a> Tx<'a> {
         Ok(present)
     }
 
+    /// Stages the removal of one key without reading it first (an absent
+    /// key stays absent): for callers that need no answer, it saves an
+    /// engine read per key.
+    pub(crate) fn discard<K: Key>(&self, tree: &TreeHandle, key: &K) -> Result<(), StoreError> {
+        self.check_store(tree)?;
+        let key = tree.key_bytes(key)?;
+        self.stage(tree, key, None);
+        Ok(())
+    }
+
     /// Commits the staged writes: journal record, then the writes, hidden from readers
     /// by `visibility`. Returns the write's generation, or `None` if nothing was staged.
     ///
