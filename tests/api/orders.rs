@@ -5,13 +5,40 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{eventually, id, problem, spawn_app, spawn_app_with, spawn_app_with_admin};
+use crate::helpers::{
+    TestApp, eventually, id, problem, spawn_app, spawn_app_with, spawn_app_with_admin,
+};
 
 fn order_of(user: &Value, product: &Value, quantity: u64) -> Value {
     json!({
         "user_id": id(user),
         "items": [{"product_id": id(product), "quantity": quantity, "price": product["price"]}],
     })
+}
+
+/// Waits for the order's saga and checks it ended `cancelled` with a
+/// reason containing `why`, the product's stock back at `stock`, nothing
+/// charged, and exactly one order.cancelled notification for the user.
+async fn cancelled_without_effects(
+    app: &TestApp,
+    placed: &Value,
+    user: &Value,
+    product: &Value,
+    why: &str,
+    stock: u64,
+) {
+    let order = app.settled_order(id(placed)).await;
+    assert_eq!(order["status"], "cancelled");
+    assert!(order["reason"].as_str().unwrap().contains(why), "{order}");
+    let left: Value = app.get_product(id(product)).await.json().await.unwrap();
+    assert_eq!(left["quantity"], stock);
+    problem(app.get_payment(id(placed)).await, StatusCode::NOT_FOUND).await;
+    let cancelled = app.settled_notifications(id(user), "order.cancelled").await;
+    assert_eq!(cancelled, 1, "exactly one order.cancelled notification");
+    assert_eq!(
+        app.notifications_of_kind(id(user), "order.completed").await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,24 +94,7 @@ async fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
         .json()
         .await
         .unwrap();
-    let order = app.settled_order(id(&placed)).await;
-    assert_eq!(order["status"], "cancelled");
-    assert!(
-        order["reason"].as_str().unwrap().contains("declined"),
-        "{order}"
-    );
-    let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
-    assert_eq!(stock["quantity"], 3);
-    problem(app.get_payment(id(&placed)).await, StatusCode::NOT_FOUND).await;
-    let cancelled = app
-        .settled_notifications(id(&user), "order.cancelled")
-        .await;
-    assert_eq!(cancelled, 1, "exactly one order.cancelled notification");
-    assert_eq!(
-        app.notifications_of_kind(id(&user), "order.completed")
-            .await,
-        0
-    );
+    cancelled_without_effects(&app, &placed, &user, &product, "declined", 3).await;
     app.stop().await;
 }
 
@@ -96,15 +106,7 @@ async fn an_order_for_more_than_the_stock_is_cancelled_and_nothing_is_charged() 
     let response = app.post_order(&order_of(&user, &product, 3), None).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let placed: Value = response.json().await.unwrap();
-    let order = app.settled_order(id(&placed)).await;
-    assert_eq!(order["status"], "cancelled");
-    assert!(
-        order["reason"].as_str().unwrap().contains("out of stock"),
-        "{order}"
-    );
-    let stock: Value = app.get_product(id(&product)).await.json().await.unwrap();
-    assert_eq!(stock["quantity"], 2);
-    problem(app.get_payment(id(&placed)).await, StatusCode::NOT_FOUND).await;
+    cancelled_without_effects(&app, &placed, &user, &product, "out of stock", 2).await;
     let ledger: Value = app
         .get(&format!("/api/v1/payments/ledger?order_id={}", id(&placed)))
         .await
@@ -112,10 +114,6 @@ async fn an_order_for_more_than_the_stock_is_cancelled_and_nothing_is_charged() 
         .await
         .unwrap();
     assert_eq!(ledger["movements"].as_array().unwrap().len(), 0, "{ledger}");
-    let cancelled = app
-        .settled_notifications(id(&user), "order.cancelled")
-        .await;
-    assert_eq!(cancelled, 1, "exactly one order.cancelled notification");
     app.stop().await;
 }
 
