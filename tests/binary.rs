@@ -29,7 +29,7 @@ const ACKED_BEFORE_KILL: usize = 40;
 const WRITERS: usize = 4;
 /// Simulated provider latency of the SIGTERM test: long enough that an
 /// order is still in its charge step when the signal lands.
-const PAYMENT_LATENCY_MS: &str = "1500";
+const PAYMENT_LATENCY_MS: &str = "4000";
 /// Upper bound on the posts of each writer, so the loop stops by itself.
 const POSTS_PER_WRITER_MAX: usize = 2_000;
 
@@ -105,6 +105,19 @@ async fn sigterm_exits_0_and_a_restart_on_the_same_data_keeps_everything() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(payment["status"], "charged");
+    // Resumed, not repeated: one charge in the ledger.
+    let (status, ledger) = get(
+        &client,
+        server.url(&format!(
+            "/api/v1/payments/ledger?order_id={}",
+            mid_saga["id"]
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let movements = ledger["movements"].as_array().unwrap();
+    assert_eq!(movements.len(), 1, "{ledger}");
+    assert_eq!(movements[0]["kind"], "charge");
 }
 
 /// A resource acknowledged (201): its URL path, and a field with the value

@@ -176,14 +176,18 @@ mod tests {
     }
 
     /// Installs, once per test process, a global subscriber that records
-    /// nothing. tracing-core computes a callsite's interest once, from the
-    /// default subscriber of the thread that reaches it first: a parallel test
-    /// thread without a subscriber would cache "never" for the `message` span
-    /// process-wide, and the capturing subscriber below would not see it.
+    /// nothing (at INFO and up, like the capturing ones). tracing-core
+    /// computes a callsite's interest once, from the default subscriber of
+    /// the thread that reaches it first: a parallel test thread without a
+    /// subscriber would cache "never" for the `message` span process-wide,
+    /// and the capturing subscriber below would not see it.
     fn subscriber_everywhere() {
         static GLOBAL: std::sync::Once = std::sync::Once::new();
         GLOBAL.call_once(|| {
-            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let quiet =
+                tracing_subscriber::registry().with(tracing::level_filters::LevelFilter::INFO);
+            let _ = tracing::subscriber::set_global_default(quiet);
         });
     }
 
