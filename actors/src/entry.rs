@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use bulwark_runtime::{CallContext, Service, ServiceMsg, TopicEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -20,7 +21,7 @@ use tracing::Instrument as _;
 
 use crate::common::ShopError;
 
-/// A service's request logic, cloned into each request's task.
+/// A service's request logic, shared (behind an `Arc`) with each request's task.
 pub(crate) trait Handler: Clone + Send + Sync + 'static {
     /// The service it serves.
     type Service: Service<Error = ShopError>;
@@ -56,25 +57,27 @@ impl<H> EntryActor<H> {
 
 impl<H: Handler> Actor for EntryActor<H> {
     type Msg = ServiceMsg<H::Service>;
-    type State = H;
+    /// Shared with every request task: a clone per message is one atomic
+    /// increment, however many store handles the handler holds.
+    type State = Arc<H>;
     type Arguments = H;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
         handler: H,
-    ) -> Result<H, ActorProcessingErr> {
+    ) -> Result<Arc<H>, ActorProcessingErr> {
         handler.on_start();
-        Ok(handler)
+        Ok(Arc::new(handler))
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        handler: &mut H,
+        handler: &mut Arc<H>,
     ) -> Result<(), ActorProcessingErr> {
-        let handler = handler.clone();
+        let handler = Arc::clone(handler);
         let tasks = handler.tasks().clone();
         match msg {
             ServiceMsg::Call(call) => {
