@@ -40,7 +40,21 @@ pub(crate) enum DecodeFailure {
 
 /// Encodes `value` as one record: version byte, then bincode.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![FORMAT_VERSION];
+    encode_sized(value, ENCODE_CAPACITY_BYTES)
+}
+
+/// The buffer [`encode`] starts with: most records of the shop fit, so
+/// encoding one does not grow it several times.
+const ENCODE_CAPACITY_BYTES: usize = 128;
+
+/// [`encode`] into a buffer that starts with room for `capacity` bytes
+/// (a caller that knows about how long the record is).
+pub(crate) fn encode_sized<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(capacity.max(1));
+    out.push(FORMAT_VERSION);
     bincode::serde::encode_into_std_write(value, &mut out, config())
         .map_err(|e| CodecError(e.to_string()))?;
     Ok(out)

@@ -14,8 +14,9 @@
 //! blob file (and the blob directory), then `sync_all()`s the data file `<dir>/db` through
 //! its own descriptor — fsync acts on the inode, whichever descriptor calls it.
 //!
-//! After a sync the committer also removes the journal records of the writes it covered
-//! (see `tx.rs`): from then on the writes themselves are durable.
+//! When the store closes, the committer's last sync is followed by the removal of the
+//! journal's record of the last write (see `tx.rs`) and one more sync, so a cleanly
+//! closed store carries no record to replay.
 //!
 //! The flush is blocking, so it runs on this dedicated thread, never on a tokio worker;
 //! and it is only ever called from here (sled's `flush_async` from several tasks can hang,
@@ -88,11 +89,8 @@ pub(crate) struct Syncer {
     /// `sync_file_range` on its own descriptor).
     data_file: File,
     blob_dir: PathBuf,
-    /// Journal records of applied writes; a record is removed once a sync covers it.
-    journal: sled::Tree,
-    /// The journal key of generation 0: records left by an earlier run were replayed
-    /// and removed, and this run's keys continue above them.
-    journal_base: u64,
+    /// The journal record of the last write (`tx.rs`), removed at a clean close.
+    last_write: sled::Tree,
     /// `Some(interval)` in the relaxed mode: sync on a timer instead of on request.
     periodic: Option<Duration>,
     /// Generation of the newest applied write; bumped after the engine applied it.
@@ -163,8 +161,7 @@ impl Syncer {
         dir: &Path,
         db: sled::Db,
         data_file: File,
-        journal: sled::Tree,
-        journal_base: u64,
+        last_write: sled::Tree,
         periodic: Option<Duration>,
     ) -> Self {
         Self {
@@ -172,8 +169,7 @@ impl Syncer {
             db,
             data_file,
             blob_dir: dir.join(crate::store::BLOB_DIR_NAME),
-            journal,
-            journal_base,
+            last_write,
             periodic,
             applied: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -187,13 +183,8 @@ impl Syncer {
         &self.db
     }
 
-    pub(crate) fn journal(&self) -> &sled::Tree {
-        &self.journal
-    }
-
-    /// The journal key of the write with `generation`.
-    pub(crate) fn journal_key(&self, generation: u64) -> [u8; 8] {
-        (self.journal_base + generation).to_be_bytes()
+    pub(crate) fn last_write(&self) -> &sled::Tree {
+        &self.last_write
     }
 
     /// Marks the store failed: every present and future waiter gets `error`.
@@ -347,10 +338,16 @@ impl Syncer {
         }
     }
 
-    /// Removes the journal records of generations `from..=to`, which a sync covered.
-    fn prune_journal(&self, from: u64, to: u64) -> sled::Result<()> {
-        for generation in from..=to {
-            self.journal.remove(self.journal_key(generation))?;
+    /// At a clean close, once every write is durable: removes the last write's journal
+    /// record and syncs that, so the next open has nothing to replay.
+    fn retire_last_write(&self, synced_blobs: &mut HashMap<OsString, u64>) -> io::Result<()> {
+        if self
+            .last_write
+            .remove(crate::tx::LAST_WRITE_KEY)
+            .map_err(io::Error::other)?
+            .is_some()
+        {
+            self.sync_files(synced_blobs)?;
         }
         Ok(())
     }
@@ -376,10 +373,6 @@ impl Syncer {
                     s.syncs += 1;
                     s.sync_time += took;
                 });
-                if let Err(error) = self.prune_journal(first, target) {
-                    self.poison(io::Error::other(error));
-                    return;
-                }
                 tracing::trace!(
                     dir = %self.dir.display(),
                     batch_len,
@@ -388,6 +381,10 @@ impl Syncer {
                 );
             }
             if closing {
+                // Writers are gone (the last store handle is being dropped).
+                if let Err(error) = self.retire_last_write(&mut synced_blobs) {
+                    self.poison(error);
+                }
                 return;
             }
         }

@@ -336,10 +336,7 @@ impl Store {
             sync_path(parent)?;
         }
 
-        let journal_base = tx::recover_journal(&db)?;
-        let journal = db
-            .open_tree(tx::JOURNAL_TREE)
-            .map_err(|e| StoreError::engine(tx::JOURNAL_TREE, e))?;
+        let last_write = tx::recover_journal(&db)?;
 
         let data_path = dir.join(DATA_FILE_NAME);
         let data_file = File::open(&data_path).map_err(io_error(&data_path))?;
@@ -347,14 +344,7 @@ impl Store {
             Durability::Durable => None,
             Durability::Periodic { interval_ms } => Some(Duration::from_millis(interval_ms)),
         };
-        let committer = Committer::start(Syncer::new(
-            &dir,
-            db,
-            data_file,
-            journal,
-            journal_base,
-            periodic,
-        ))?;
+        let committer = Committer::start(Syncer::new(&dir, db, data_file, last_write, periodic))?;
         tracing::debug!(dir = %dir.display(), ?config, "store opened");
         Ok(Self {
             inner: Arc::new(StoreInner {

@@ -8,20 +8,34 @@
 //!
 //! Instead a store's writers take the store's writer lock and run their closure against
 //! an in-memory write set (reads see the transaction's own writes first, then the trees).
-//! On success the write set is committed in three steps:
+//! On success the write set is committed in two steps:
 //!
-//! 1. one *journal record* — the whole write set — is inserted into the `journal` tree
-//!    under the write's generation. A single insert is atomic in sled.
+//! 1. one *journal record* — the whole write set — is stored as the value of the one
+//!    key of the `journal_last` tree, replacing the previous write's record. A single
+//!    insert is atomic in sled.
 //! 2. the writes are applied to their trees with plain inserts and removes, while the
 //!    store's visibility lock keeps readers from seeing half of them.
-//! 3. once a sync covers the write, the committer removes its journal record.
 //!
-//! sled recovers a prefix of its log: recovery stops at the first torn message. So after
-//! a crash either the record is gone, and so is every write after it, or the record is
-//! there, and [`recover_journal`] replays it on open (puts and removes are idempotent and
-//! replayed in generation order). A record is kept below sled's blob threshold
-//! ([`WRITE_SET_LEN_MAX_BYTES`]) so that it always lies inline in the log: recovery
-//! skips a message whose blob file is missing instead of stopping there.
+//! sled recovers a prefix of its log: recovery stops at the first torn message. Writes
+//! run one at a time, so the log holds each write's record before its writes, and all
+//! of them before the next write's record. After a crash the recovered prefix therefore
+//! ends somewhere in the last write whose record it holds: every earlier write is whole,
+//! and that one may be partly applied. [`recover_journal`] replays the record on open:
+//! puts and removes are idempotent, so applying its writes again completes it, whether
+//! or not they were applied before. One record is all the journal needs to hold, so it
+//! costs one in-place update per write — where a record per write, removed once synced,
+//! made the journal a queue: two engine operations per write and the node splits and
+//! merges of keys that only grow at one end and shrink at the other.
+//!
+//! The record is removed when the store closes cleanly (after the final sync), so a
+//! cleanly closed store carries none. Records of builds that kept one per write (tree
+//! `journal`, keyed by generation) are still replayed in generation order, and removed.
+//! A store a crash left with a record must be opened again by this build or a later
+//! one: an earlier build would not replay it.
+//!
+//! A record is kept below sled's blob threshold ([`WRITE_SET_LEN_MAX_BYTES`]) so that it
+//! always lies inline in the log: recovery skips a message whose blob file is missing
+//! instead of stopping there.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -42,20 +56,43 @@ use crate::store::TreeHandle;
 /// keeps every record inline with room for the engine's framing.
 pub const WRITE_SET_LEN_MAX_BYTES: usize = 96 * 1024;
 
-/// The engine tree holding journal records, keyed by big-endian generation.
+/// The engine tree where earlier builds kept a journal record per write, keyed by
+/// big-endian generation: replayed and emptied on open.
 pub(crate) const JOURNAL_TREE: &str = "journal";
+
+/// The engine tree holding the journal record of the last write, under [`LAST_WRITE_KEY`].
+pub(crate) const LAST_WRITE_TREE: &str = "journal_last";
+
+/// The one key of [`LAST_WRITE_TREE`].
+pub(crate) const LAST_WRITE_KEY: &[u8] = b"last";
 
 /// Staged writes of a transaction by (tree slot, key); `None` removes the key.
 type WriteSet = BTreeMap<(usize, Vec<u8>), Option<Vec<u8>>>;
 
-/// One write of a journal record.
-#[derive(Debug, Serialize, Deserialize)]
+/// One write of a journal record, as read back by [`recover_journal`].
+///
+/// The key and value are byte strings to the codec (`serde_bytes`): it writes the
+/// length and copies the bytes at once, where serde's default for a `Vec<u8>` is a
+/// sequence of one call per byte. The bytes of a record are the same either way (a
+/// test pins it), so records written by earlier builds still read.
+#[derive(Debug, Deserialize)]
 struct JournalWrite {
     /// The engine tree's name.
     tree: String,
+    #[serde(with = "serde_bytes")]
     key: Vec<u8>,
     /// `None` removes the key.
+    #[serde(with = "serde_bytes")]
     value: Option<Vec<u8>>,
+}
+
+/// One write of a journal record as a committing transaction encodes it:
+/// [`JournalWrite`] borrowing from the write set, so nothing is copied.
+#[derive(Debug, Serialize)]
+struct JournalWriteRef<'a> {
+    tree: &'a str,
+    key: &'a serde_bytes::Bytes,
+    value: Option<&'a serde_bytes::Bytes>,
 }
 
 /// One write transaction, passed to the closure of [`Store::write`](crate::Store::write).
@@ -214,20 +251,27 @@ impl<'a> Tx<'a> {
         let trees = self.trees.into_inner();
         let mut targets = Vec::with_capacity(writes.len());
         let mut record = Vec::with_capacity(writes.len());
-        for ((slot, key), value) in writes {
-            let tree = &trees[&slot];
+        for ((slot, key), value) in &writes {
+            let tree = &trees[slot];
             targets.push(tree.raw());
-            record.push(JournalWrite {
-                tree: tree.name().to_owned(),
-                key,
-                value,
+            record.push(JournalWriteRef {
+                tree: tree.name(),
+                key: serde_bytes::Bytes::new(key),
+                value: value.as_deref().map(serde_bytes::Bytes::new),
             });
         }
-        let bytes = codec::encode(&record).map_err(|source| StoreError::Encode {
-            table: JOURNAL_TREE.to_owned(),
-            key: "write set".to_owned(),
-            source,
-        })?;
+        // Each write adds its tree's name, key and value, and a few bytes of
+        // lengths and tags.
+        let len_hint: usize = record
+            .iter()
+            .map(|w| w.tree.len() + w.key.len() + w.value.map_or(0, |v| v.len()) + 8)
+            .sum();
+        let bytes =
+            codec::encode_sized(&record, len_hint + 8).map_err(|source| StoreError::Encode {
+                table: JOURNAL_TREE.to_owned(),
+                key: "write set".to_owned(),
+                source,
+            })?;
         if bytes.len() > WRITE_SET_LEN_MAX_BYTES {
             return Err(StoreError::TransactionTooLarge {
                 len: bytes.len(),
@@ -242,7 +286,7 @@ impl<'a> Tx<'a> {
             let _hidden = visibility
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            apply(syncer, generation, bytes, &targets, &record)
+            apply(syncer, bytes, &targets, &record)
         };
         if let Err(source) = applied {
             // The journal record may be in the engine with only some writes applied:
@@ -264,66 +308,80 @@ impl<'a> Tx<'a> {
 
 fn apply(
     syncer: &Syncer,
-    generation: u64,
     record_bytes: Vec<u8>,
     targets: &[&sled::Tree],
-    record: &[JournalWrite],
+    record: &[JournalWriteRef<'_>],
 ) -> sled::Result<()> {
-    syncer
-        .journal()
-        .insert(syncer.journal_key(generation), record_bytes)?;
+    syncer.last_write().insert(LAST_WRITE_KEY, record_bytes)?;
     for (tree, write) in targets.iter().zip(record) {
-        match &write.value {
-            Some(value) => tree.insert(&write.key, value.as_slice())?,
-            None => tree.remove(&write.key)?,
+        match write.value {
+            Some(value) => tree.insert(&**write.key, &**value)?,
+            None => tree.remove(&**write.key)?,
         };
     }
     Ok(())
 }
 
-/// Replays every journal record left by a crash, in generation order, then removes it.
-/// Returns the highest journal key found (0 if none), above which new records go.
-pub(crate) fn recover_journal(db: &sled::Db) -> Result<u64, StoreError> {
-    let engine = |table: &str| {
-        let table = table.to_owned();
-        move |e| StoreError::engine(&table, e)
-    };
+/// Replays what a crash left in the journal: first the records of earlier builds, in
+/// generation order (each removed once replayed), then the record of the last write.
+/// Returns the tree holding the last write's record.
+pub(crate) fn recover_journal(db: &sled::Db) -> Result<sled::Tree, StoreError> {
     let journal = db.open_tree(JOURNAL_TREE).map_err(engine(JOURNAL_TREE))?;
-    let mut last = 0;
     let mut replayed = 0_usize;
     for item in &journal {
         let (key, bytes) = item.map_err(engine(JOURNAL_TREE))?;
-        let corrupt = |reason: String| StoreError::Corrupt {
+        let generation = u64::decode_key(&key).ok_or_else(|| StoreError::Corrupt {
             table: JOURNAL_TREE.to_owned(),
             key: crate::key::describe::<u64>(&key),
-            reason,
-        };
-        let generation = u64::decode_key(&key)
-            .ok_or_else(|| corrupt("journal key is not a generation".to_owned()))?;
-        let record: Vec<JournalWrite> = codec::decode(&bytes).map_err(|f| match f {
-            DecodeFailure::Corrupt(reason) => corrupt(reason),
-            DecodeFailure::UnsupportedVersion(version) => StoreError::UnsupportedVersion {
-                table: JOURNAL_TREE.to_owned(),
-                key: generation.to_string(),
-                version,
-            },
+            reason: "journal key is not a generation".to_owned(),
         })?;
-        for write in record {
-            let tree = db.open_tree(&write.tree).map_err(engine(&write.tree))?;
-            match write.value {
-                Some(value) => tree.insert(write.key, value),
-                None => tree.remove(write.key),
-            }
-            .map_err(engine(&write.tree))?;
-        }
+        replay(db, JOURNAL_TREE, &generation.to_string(), &bytes)?;
         journal.remove(&key).map_err(engine(JOURNAL_TREE))?;
-        last = generation;
+        replayed += 1;
+    }
+    let last_write = db
+        .open_tree(LAST_WRITE_TREE)
+        .map_err(engine(LAST_WRITE_TREE))?;
+    if let Some(bytes) = last_write
+        .get(LAST_WRITE_KEY)
+        .map_err(engine(LAST_WRITE_TREE))?
+    {
+        replay(db, LAST_WRITE_TREE, "last", &bytes)?;
         replayed += 1;
     }
     if replayed > 0 {
         tracing::info!(replayed, "replayed journal records after a crash");
     }
-    Ok(last)
+    Ok(last_write)
+}
+
+fn engine(table: &str) -> impl FnOnce(sled::Error) -> StoreError + '_ {
+    move |e| StoreError::engine(table, e)
+}
+
+/// Applies the writes of one journal record (`table` and `key` name it in errors).
+fn replay(db: &sled::Db, table: &str, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let record: Vec<JournalWrite> = codec::decode(bytes).map_err(|f| match f {
+        DecodeFailure::Corrupt(reason) => StoreError::Corrupt {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            reason,
+        },
+        DecodeFailure::UnsupportedVersion(version) => StoreError::UnsupportedVersion {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            version,
+        },
+    })?;
+    for write in record {
+        let tree = db.open_tree(&write.tree).map_err(engine(&write.tree))?;
+        match write.value {
+            Some(value) => tree.insert(write.key, value),
+            None => tree.remove(write.key),
+        }
+        .map_err(engine(&write.tree))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -331,50 +389,141 @@ mod tests {
     use super::*;
     use crate::{Store, StoreConfig};
 
-    fn write(tree: &str, key: u64, value: Option<&str>) -> JournalWrite {
-        JournalWrite {
+    /// A journal write as the builds before `serde_bytes` encoded it:
+    /// plain `Vec<u8>` fields, which serde writes as sequences of bytes.
+    #[derive(Debug, Serialize)]
+    struct LegacyWrite {
+        tree: String,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    }
+
+    fn write(tree: &str, key: u64, value: Option<&str>) -> LegacyWrite {
+        LegacyWrite {
             tree: tree.to_owned(),
             key: key.to_be_bytes().to_vec(),
             value: value.map(|v| codec::encode(&v.to_owned()).unwrap()),
         }
     }
 
-    #[tokio::test]
-    async fn journal_records_left_by_a_crash_are_replayed_in_order_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-            let kv = store.table::<u64, String>("kv").unwrap();
-            store
-                .write(|tx| kv.insert(tx, &1, &"old".to_owned()))
-                .await
-                .unwrap();
-            // As if the process died after journalling two write sets but before
-            // applying them (or before pruning them): keys above any this run used.
-            let first = [
-                write("table/kv", 2, Some("two")),
-                write("table/kv", 3, Some("three")),
-                write("table/other", 9, Some("nine")),
-            ];
-            let second = [
-                write("table/kv", 1, None),
-                write("table/kv", 3, Some("THREE")),
-            ];
-            let journal = store.syncer().journal();
-            journal
-                .insert(
-                    1_000_u64.to_be_bytes(),
-                    codec::encode(first.as_slice()).unwrap(),
-                )
-                .unwrap();
-            journal
-                .insert(
-                    1_001_u64.to_be_bytes(),
-                    codec::encode(second.as_slice()).unwrap(),
-                )
-                .unwrap();
-            store.sync().await.unwrap();
+    #[test]
+    fn a_record_encodes_to_the_same_bytes_as_earlier_builds_wrote_and_reads_back() {
+        let legacy = [
+            write("table/kv", 7, Some("seven")),
+            write("index/x", 8, None),
+        ];
+        let borrowed: Vec<JournalWriteRef<'_>> = legacy
+            .iter()
+            .map(|w| JournalWriteRef {
+                tree: &w.tree,
+                key: serde_bytes::Bytes::new(&w.key),
+                value: w.value.as_deref().map(serde_bytes::Bytes::new),
+            })
+            .collect();
+        let old_bytes = codec::encode(legacy.as_slice()).unwrap();
+        assert_eq!(codec::encode(borrowed.as_slice()).unwrap(), old_bytes);
+        let read: Vec<JournalWrite> = codec::decode(&old_bytes).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].tree, "table/kv");
+        assert_eq!(read[0].key, 7_u64.to_be_bytes());
+        assert_eq!(read[0].value, legacy[0].value);
+        assert_eq!(
+            (read[1].tree.as_str(), read[1].value.as_ref()),
+            ("index/x", None)
+        );
+    }
+
+    /// Opens the engine of a closed store directly, as the store would find it
+    /// after a crash; waits out the engine lock of a store just dropped.
+    fn engine_of(dir: &std::path::Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => return db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("engine never unlocked: {e}"),
+            }
         }
+    }
+
+    /// Leaves `records` in the journal of the closed store in `dir`: the last
+    /// write's record, or with `legacy` one record per write as earlier builds
+    /// kept them (keys 1000, 1001, ...).
+    fn leave_records(dir: &std::path::Path, records: &[&[LegacyWrite]], legacy: bool) {
+        let db = engine_of(dir);
+        for (i, record) in records.iter().enumerate() {
+            let bytes = codec::encode(*record).unwrap();
+            if legacy {
+                let key = (1_000 + i as u64).to_be_bytes();
+                db.open_tree(JOURNAL_TREE)
+                    .unwrap()
+                    .insert(key, bytes)
+                    .unwrap();
+            } else {
+                db.open_tree(LAST_WRITE_TREE)
+                    .unwrap()
+                    .insert(LAST_WRITE_KEY, bytes)
+                    .unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+
+    async fn store_with_old_value(dir: &std::path::Path) {
+        let store = Store::open(dir, StoreConfig::default()).unwrap();
+        let kv = store.table::<u64, String>("kv").unwrap();
+        store
+            .write(|tx| kv.insert(tx, &1, &"old".to_owned()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_last_writes_record_left_by_a_crash_completes_that_write_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_old_value(dir.path()).await;
+        // As if the process died while applying a write set: its record is in
+        // the log, its writes only in part (here none).
+        let record = [
+            write("table/kv", 1, None),
+            write("table/kv", 3, Some("three")),
+            write("table/other", 9, Some("nine")),
+        ];
+        leave_records(dir.path(), &[&record], false);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let kv = store.table::<u64, String>("kv").unwrap();
+        let other = store.table::<u64, String>("other").unwrap();
+        assert_eq!(kv.get(&1).unwrap(), None);
+        assert_eq!(kv.get(&3).unwrap().as_deref(), Some("three"));
+        assert_eq!(other.get(&9).unwrap().as_deref(), Some("nine"));
+        // Replaying it again changes nothing: the next write's record replaces it.
+        store
+            .write(|tx| kv.insert(tx, &3, &"THREE".to_owned()))
+            .await
+            .unwrap();
+        drop((kv, other, store));
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let kv = store.table::<u64, String>("kv").unwrap();
+        assert_eq!(kv.get(&3).unwrap().as_deref(), Some("THREE"));
+    }
+
+    #[tokio::test]
+    async fn records_of_earlier_builds_left_by_a_crash_are_replayed_in_order_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_old_value(dir.path()).await;
+        let first = [
+            write("table/kv", 2, Some("two")),
+            write("table/kv", 3, Some("three")),
+            write("table/other", 9, Some("nine")),
+        ];
+        let second = [
+            write("table/kv", 1, None),
+            write("table/kv", 3, Some("THREE")),
+        ];
+        leave_records(dir.path(), &[&first, &second], true);
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         let kv = store.table::<u64, String>("kv").unwrap();
         let other = store.table::<u64, String>("other").unwrap();
@@ -382,45 +531,49 @@ mod tests {
         assert_eq!(kv.get(&2).unwrap().as_deref(), Some("two"));
         assert_eq!(kv.get(&3).unwrap().as_deref(), Some("THREE"));
         assert_eq!(other.get(&9).unwrap().as_deref(), Some("nine"));
-        assert!(store.syncer().journal().is_empty());
-        // New records continue above the replayed ones.
-        assert_eq!(store.syncer().journal_key(1), 1_002_u64.to_be_bytes());
+        let journal = store.syncer().db().open_tree(JOURNAL_TREE).unwrap();
+        assert!(journal.is_empty());
     }
 
     #[tokio::test]
     async fn a_corrupt_journal_record_fails_the_open_with_a_typed_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
+        store_with_old_value(dir.path()).await;
+        let mut bytes = codec::encode([write("table/kv", 1, Some("x"))].as_slice()).unwrap();
+        bytes.truncate(bytes.len() - 2);
         {
-            let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-            let journal = store.syncer().journal();
-            let mut bytes = codec::encode([write("table/kv", 1, Some("x"))].as_slice()).unwrap();
-            bytes.truncate(bytes.len() - 2);
-            journal.insert(77_u64.to_be_bytes(), bytes).unwrap();
-            store.sync().await.unwrap();
+            let db = engine_of(dir.path());
+            let last = db.open_tree(LAST_WRITE_TREE).unwrap();
+            last.insert(LAST_WRITE_KEY, bytes).unwrap();
+            db.flush().unwrap();
         }
         match Store::open(dir.path(), StoreConfig::default()) {
             Err(StoreError::Corrupt { table, key, .. }) => {
-                assert_eq!((table.as_str(), key.as_str()), (JOURNAL_TREE, "77"));
+                assert_eq!((table.as_str(), key.as_str()), (LAST_WRITE_TREE, "last"));
             }
             other => panic!("unexpected open result {other:?}"),
         }
     }
 
     #[tokio::test]
-    async fn the_journal_is_emptied_once_syncs_cover_its_records() {
+    async fn the_journal_holds_the_last_writes_record_until_a_clean_close_removes_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-        let kv = store.table::<u64, u64>("kv").unwrap();
-        for i in 0..20 {
-            store.write(|tx| kv.insert(tx, &i, &i)).await.unwrap();
+        {
+            let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+            let kv = store.table::<u64, u64>("kv").unwrap();
+            for i in 0..20 {
+                store.write(|tx| kv.insert(tx, &i, &i)).await.unwrap();
+            }
+            let last = store.syncer().last_write();
+            assert_eq!(last.len(), 1, "one record, however many writes");
+            let bytes = last.get(LAST_WRITE_KEY).unwrap().unwrap();
+            let record: Vec<JournalWrite> = codec::decode(&bytes).unwrap();
+            assert_eq!(record.len(), 1);
+            assert_eq!(record[0].key, 19_u64.to_be_bytes());
         }
-        store.sync().await.unwrap();
-        // The committer prunes right after it wakes the writers a sync covered.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !store.syncer().journal().is_empty() {
-            assert!(std::time::Instant::now() < deadline, "journal never pruned");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        let db = engine_of(dir.path());
+        assert!(db.open_tree(LAST_WRITE_TREE).unwrap().is_empty());
+        assert!(db.open_tree(JOURNAL_TREE).unwrap().is_empty());
     }
 
     #[tokio::test]

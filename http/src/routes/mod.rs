@@ -33,7 +33,7 @@ use crate::error::ApiError;
 use crate::extract::Json;
 use crate::metrics::Metrics;
 use crate::middleware::{around_request, shed_error};
-use crate::state::AppState;
+use crate::state::{AppState, AppStateInner};
 
 /// Where the REST API lives.
 pub const API_PREFIX: &str = "/api/v1";
@@ -155,12 +155,12 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 /// The edge's router with its whole middleware stack, ready to serve (or
 /// to call with `tower::ServiceExt::oneshot` in tests).
 pub fn router(node: Node, config: EdgeConfig) -> Router {
-    let state = AppState {
+    let state = AppState::new(AppStateInner {
         node,
         limiter: config.rate_limit.map(|limit| Arc::new(Limiter::new(limit))),
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
-    };
+    });
     // Without keys or a rate limit the guard would admit everything: leave
     // it out of the request path.
     let guarded = !state.config.api_keys.is_empty() || state.limiter.is_some();
