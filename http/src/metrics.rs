@@ -27,12 +27,20 @@ struct Histogram {
     sum_secs: f64,
 }
 
+/// What is kept per route.
+#[derive(Debug, Default)]
+struct RouteStats {
+    /// (method, status) → requests.
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// (method, route, status) → requests. Routes are the router's
-    /// templates, methods and statuses are finite: the map is bounded.
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    /// By route. Routes are the router's templates, methods and statuses
+    /// are finite: the maps are bounded. Keyed by route so that a request
+    /// of a route already seen is counted without allocating.
+    routes: BTreeMap<String, RouteStats>,
 }
 
 /// The edge's request metrics. A std mutex: it is held for a few map
@@ -46,15 +54,24 @@ impl Metrics {
     /// Records one finished request.
     pub fn observe(&self, method: &str, route: &str, status: u16, latency: Duration) {
         let method = match method {
-            "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method,
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            "PATCH" => "PATCH",
+            "HEAD" => "HEAD",
+            "OPTIONS" => "OPTIONS",
             _ => "OTHER",
         };
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        *inner
-            .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let histogram = inner.latency.entry(route.to_owned()).or_default();
+        if !inner.routes.contains_key(route) {
+            inner.routes.insert(route.to_owned(), RouteStats::default());
+        }
+        let Some(stats) = inner.routes.get_mut(route) else {
+            return;
+        };
+        *stats.requests.entry((method, status)).or_default() += 1;
+        let histogram = &mut stats.latency;
         let secs = latency.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS_SECS.iter().position(|&bound| secs <= bound) {
             histogram.buckets[i] += 1;
@@ -74,19 +91,22 @@ impl Metrics {
                 "# HELP bulwark_http_requests_total HTTP requests by method, route and status.\n",
             );
             out.push_str("# TYPE bulwark_http_requests_total counter\n");
-            for ((method, route, status), count) in &inner.requests {
-                let _ = writeln!(
-                    out,
-                    "bulwark_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
-                    escape(route)
-                );
+            for (route, stats) in &inner.routes {
+                let route = escape(route);
+                for ((method, status), count) in &stats.requests {
+                    let _ = writeln!(
+                        out,
+                        "bulwark_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}",
+                    );
+                }
             }
             out.push_str(
                 "# HELP bulwark_http_request_duration_seconds HTTP request latency by route.\n",
             );
             out.push_str("# TYPE bulwark_http_request_duration_seconds histogram\n");
-            for (route, histogram) in &inner.latency {
+            for (route, stats) in &inner.routes {
                 let route = escape(route);
+                let histogram = &stats.latency;
                 let mut cumulative = 0;
                 for (bound, count) in LATENCY_BUCKETS_SECS.iter().zip(histogram.buckets) {
                     cumulative += count;

@@ -2,7 +2,12 @@
 //! deadline, its tracing span, metrics, and problem+json for error responses
 //! that were produced without a body. Also the load-shedding error handler.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,8 +17,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bulwark_runtime::{CorrelationId, TraceContext};
 use futures::FutureExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tower::BoxError;
+use tower::{Layer, Service};
 use tracing::{Instrument, debug, error, field, info_span, warn};
 
 use crate::error::{ApiError, InternalDetail, PROBLEM_JSON, RETRY_AFTER_SECS, problem_for_status};
@@ -45,11 +51,8 @@ pub(crate) async fn around_request(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| TraceContext::parse(value).ok());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(ROUTE_UNMATCHED, MatchedPath::as_str)
-        .to_owned();
+    // A clone of the matched path shares its string (no allocation).
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let timeout = state.config.request_timeout;
     let deadline = started + timeout;
     let span = info_span!(
@@ -93,9 +96,12 @@ pub(crate) async fn around_request(
     let status = response.status();
     span.record("status", status.as_u16());
     span.record("latency_ms", latency_ms(latency));
-    state
-        .metrics
-        .observe(method.as_str(), &route, status.as_u16(), latency);
+    state.metrics.observe(
+        method.as_str(),
+        route.as_ref().map_or(ROUTE_UNMATCHED, MatchedPath::as_str),
+        status.as_u16(),
+        latency,
+    );
     span.in_scope(|| {
         if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
             error!(error = %detail, "request failed");
@@ -151,21 +157,108 @@ fn with_problem_body(response: Response) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
-/// Turns the load-shedding layer's error into 503 + `Retry-After`.
-pub(crate) async fn shed_error(method: Method, error: BoxError) -> Response {
-    if error.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::Overloaded {
-            detail: format!(
-                "the server is at its concurrency limit; {method} was not handled, retry later"
-            ),
+/// Load shedding at the concurrency limit, as one layer: a request that
+/// finds every slot taken is answered 503 + `Retry-After` at once, without
+/// reaching its handler; an admitted one holds its slot until its response
+/// is ready. (tower's `GlobalConcurrencyLimit` + `LoadShed` +
+/// `HandleError` do the same in three layers, each with its own future and
+/// a clone of the inner service per request.)
+#[derive(Debug, Clone)]
+pub(crate) struct ShedLayer {
+    slots: Arc<Semaphore>,
+}
+
+impl ShedLayer {
+    /// `limit` requests at a time (at least one).
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limit.max(1))),
         }
-        .into_response()
-    } else {
-        ApiError::Internal {
-            detail: format!("middleware failed: {error}"),
-        }
-        .into_response()
     }
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Shed<S> {
+        Shed {
+            inner,
+            slots: Arc::clone(&self.slots),
+        }
+    }
+}
+
+/// The service of [`ShedLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Shed<S> {
+    inner: S,
+    slots: Arc<Semaphore>,
+}
+
+impl<S> Service<Request> for Shed<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ShedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => ShedFuture::Admitted {
+                future: self.inner.call(request),
+                slot,
+            },
+            Err(_) => ShedFuture::Refused {
+                response: Some(overloaded(request.method())),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Shed`].
+    #[project = ShedProjection]
+    pub(crate) enum ShedFuture<F> {
+        /// The handler runs, holding its slot.
+        Admitted {
+            #[pin]
+            future: F,
+            slot: OwnedSemaphorePermit,
+        },
+        /// Refused: the 503, handed out once.
+        Refused { response: Option<Response> },
+    }
+}
+
+impl<F> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ShedProjection::Admitted { future, slot: _ } => future.poll(cx),
+            ShedProjection::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| overloaded(&Method::GET)))),
+        }
+    }
+}
+
+/// The 503 + `Retry-After` of a request refused at the concurrency limit.
+fn overloaded(method: &Method) -> Response {
+    ApiError::Overloaded {
+        detail: format!(
+            "the server is at its concurrency limit; {method} was not handled, retry later"
+        ),
+    }
+    .into_response()
 }
 
 #[cfg(test)]

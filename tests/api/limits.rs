@@ -60,7 +60,13 @@ async fn past_the_concurrency_limit_requests_are_shed_with_503_and_retry_after()
     assert_eq!(body["type"], "/problems/overloaded");
     // Probes are never shed.
     assert_eq!(app.health().await.status(), StatusCode::OK);
+    // Once the stalled request ends (its client goes away), its slot is
+    // free again and requests are admitted.
     drop(_holder);
+    eventually("the freed slot to admit a request", || async {
+        (app.get("/api/v1/users").await.status() == StatusCode::OK).then_some(())
+    })
+    .await;
     app.stop().await;
 }
 

@@ -13,7 +13,6 @@ pub(crate) mod users;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -22,9 +21,6 @@ use axum::routing::{MethodFilter, on};
 use bulwark_actors::{PAGE_SIZE_DEFAULT, PageRequest, ShopError};
 use bulwark_runtime::{CallError, Node, UnavailableReason};
 use serde::{Deserialize, Serialize};
-use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Limiter, guard_api};
@@ -32,7 +28,7 @@ use crate::config::EdgeConfig;
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::metrics::Metrics;
-use crate::middleware::{around_request, shed_error};
+use crate::middleware::{ShedLayer, around_request};
 use crate::state::{AppState, AppStateInner};
 
 /// Where the REST API lives.
@@ -174,12 +170,7 @@ pub fn router(node: Node, config: EdgeConfig) -> Router {
             routes
         }
     };
-    let shedding = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(shed_error))
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(
-            state.config.concurrency_limit.max(1),
-        ));
+    let shedding = ShedLayer::new(state.config.concurrency_limit);
     // The guard is outside the shedder: a request refused for its key or
     // its rate never takes a concurrency slot.
     guard(api_table().router.layer(shedding))
