@@ -44,6 +44,8 @@ pub const BODY_LIMIT_BYTES_MAX: u64 = 16 * 1024 * 1024;
 pub const COUNT_MAX: u64 = 1_000_000;
 /// Largest `circuit.timeouts`.
 pub const CIRCUIT_TIMEOUTS_MAX: u64 = 1_000;
+/// Largest `worker_threads`: far past the cores of any one machine.
+pub const WORKER_THREADS_MAX: u64 = 1_024;
 
 /// The `bulwark` command line.
 #[derive(Debug, Parser)]
@@ -165,6 +167,10 @@ pub struct ServeArgs {
     /// Sign webhook requests with this secret (X-Bulwark-Signature).
     #[arg(long, value_name = "SECRET")]
     pub webhook_secret: Option<String>,
+    /// Threads that run the node's tasks (default: the cores this process
+    /// may use); 1 runs everything on one thread.
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<String>,
 }
 
 /// Everything the application needs to start.
@@ -204,6 +210,9 @@ pub struct Config {
     /// The webhook secret as read, until [`Config::load`] puts it into
     /// [`Config::webhook`].
     pub webhook_secret: Option<Secret>,
+    /// Threads that run the node's tasks; `None`: one per core this process
+    /// may use ([`Config::worker_threads`]).
+    pub worker_threads: Option<usize>,
 }
 
 /// A secret setting: compared, never printed.
@@ -243,6 +252,7 @@ impl Default for Config {
             tls: None,
             webhook: None,
             webhook_secret: None,
+            worker_threads: None,
         }
     }
 }
@@ -318,6 +328,7 @@ enum Setting {
     ApiRateLimit,
     WebhookUrl,
     WebhookSecret,
+    WorkerThreads,
 }
 
 /// A setting's names in each source.
@@ -342,7 +353,7 @@ const fn key(setting: Setting, toml: &'static str, env: &'static str, flag: &'st
 }
 
 /// Every setting and its names.
-pub const KEYS: [Key; 28] = [
+pub const KEYS: [Key; 29] = [
     key(Setting::HttpAddr, "http.addr", "BULWARK_HTTP", "--http"),
     key(
         Setting::DataDir,
@@ -495,6 +506,12 @@ pub const KEYS: [Key; 28] = [
         "notifications.webhook_secret",
         "BULWARK_WEBHOOK_SECRET",
         "--webhook-secret",
+    ),
+    key(
+        Setting::WorkerThreads,
+        "worker_threads",
+        "BULWARK_WORKER_THREADS",
+        "--worker-threads",
     ),
 ];
 
@@ -791,6 +808,9 @@ impl Config {
                 }
                 self.webhook_secret = Some(Secret(value.to_owned()));
             }
+            Setting::WorkerThreads => {
+                self.worker_threads = Some(count(value, 1, WORKER_THREADS_MAX).map_err(invalid)?);
+            }
             Setting::AdminKey => {
                 self.edge.admin_key = Some(
                     AdminKey::new(value).ok_or_else(|| invalid("must not be empty".to_owned()))?,
@@ -886,6 +906,16 @@ impl Config {
         Ok(())
     }
 
+    /// Threads that run the node's tasks: as set, else one per core this
+    /// process may use (its CPU affinity and cgroup quota, as
+    /// `std::thread::available_parallelism` reads them; 1 when unknown).
+    #[must_use]
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
     /// Whether this node is a cluster member.
     #[must_use]
     pub fn is_clustered(&self) -> bool {
@@ -894,7 +924,7 @@ impl Config {
 }
 
 /// The flags of `args`, paired with their keys.
-fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 28] {
+fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 29] {
     fn value(v: &Option<String>) -> Option<&str> {
         v.as_deref()
     }
@@ -928,6 +958,7 @@ fn flags(args: &ServeArgs) -> [(Key, Option<&str>); 28] {
             Setting::ApiRateLimit => value(&args.api_rate_limit),
             Setting::WebhookUrl => value(&args.webhook_url),
             Setting::WebhookSecret => value(&args.webhook_secret),
+            Setting::WorkerThreads => value(&args.worker_threads),
         };
         (key, v)
     })
@@ -1150,6 +1181,41 @@ mod tests {
             err.to_string().starts_with("BULWARK_CIRCUIT_TIMEOUTS: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_usable_cores_and_are_read_from_every_source() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let config = Config::load(&ServeArgs::default(), env(&[])).unwrap();
+        assert_eq!(config.worker_threads, None);
+        assert_eq!(config.worker_threads(), cores);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bulwark.toml");
+        std::fs::write(&file, "worker_threads = 3\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert_eq!(Config::load(&args, env(&[])).unwrap().worker_threads(), 3);
+        let config = Config::load(&args, env(&[("BULWARK_WORKER_THREADS", "1")])).unwrap();
+        assert_eq!(config.worker_threads(), 1);
+        let flags = ServeArgs {
+            worker_threads: Some("2".to_owned()),
+            ..args
+        };
+        let config = Config::load(&flags, env(&[("BULWARK_WORKER_THREADS", "1")])).unwrap();
+        assert_eq!(config.worker_threads(), 2);
+        for bad in ["0", "-1", "many", "1025"] {
+            let err = Config::load(
+                &ServeArgs::default(),
+                env(&[("BULWARK_WORKER_THREADS", bad)]),
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string().starts_with("BULWARK_WORKER_THREADS: "),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -50,6 +50,26 @@ fn chaos(args: &bulwark::chaos::ChaosArgs) -> ExitCode {
     }
 }
 
+/// The runtime that runs the node's tasks on `threads` threads. On one
+/// thread it is tokio's current-thread scheduler: every task (and the
+/// main future) runs on the calling thread, where a multi-thread
+/// scheduler with one worker adds a second thread, cross-thread wake-ups
+/// and shared run queues for nothing. A request passes through several
+/// tasks (connection, service entry, request), so that overhead is paid a
+/// few times per request (docs/BENCHMARKS.md: +11% on one core).
+fn async_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
 fn serve(args: &ServeArgs) -> ExitCode {
     let env = process_env();
     let config = match Config::load(args, env.iter().cloned()) {
@@ -63,9 +83,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     for name in unknown_env_keys(&env) {
         warn!(variable = %name, "unknown BULWARK_* variable ignored");
     }
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let result = async_runtime(config.worker_threads())
         .context("cannot start the async runtime")
         .and_then(|runtime| runtime.block_on(run(config)));
     match result {

@@ -6,7 +6,9 @@
 //! the middle of a stream of writes (users, products, orders) must not lose
 //! any write that was acknowledged (201) before it — an acknowledgement
 //! means the write is durable; and a bad configuration value must stop start-up with
-//! exit code 2 and a message naming the key.
+//! exit code 2 and a message naming the key. The SIGTERM and SIGKILL tests
+//! run on both schedulers the binary builds: one worker per core, and the
+//! current-thread scheduler of `--worker-threads 1`.
 #![allow(clippy::unwrap_used)]
 
 mod process;
@@ -33,23 +35,73 @@ const PAYMENT_LATENCY_MS: &str = "4000";
 /// Upper bound on the posts of each writer, so the loop stops by itself.
 const POSTS_PER_WRITER_MAX: usize = 2_000;
 
-/// Starts the binary on 127.0.0.1:0 with `data_dir`.
-fn start(data_dir: &std::path::Path) -> Server {
-    Server::start([std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()])
+/// How many threads run the node: tokio's default (one per core), or one
+/// (the current-thread scheduler, `--worker-threads 1`).
+#[derive(Clone, Copy)]
+enum Threads {
+    PerCore,
+    One,
+}
+
+/// Starts the binary on 127.0.0.1:0 with `data_dir`, `threads` and `more`
+/// arguments.
+fn start(data_dir: &std::path::Path, threads: Threads, more: &[&str]) -> Server {
+    let mut args = vec![
+        std::ffi::OsString::from("--data-dir"),
+        data_dir.as_os_str().to_owned(),
+    ];
+    if let Threads::One = threads {
+        args.extend(["--worker-threads".into(), "1".into()]);
+    }
+    args.extend(more.iter().map(std::ffi::OsString::from));
+    Server::start(args)
+}
+
+/// Threads of process `pid` named as tokio names its multi-thread
+/// scheduler's workers (none with the current-thread scheduler).
+fn runtime_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "tokio-rt-worker")
+        })
+        .count()
+}
+
+/// The workers a server started with `threads` must run.
+fn expected_workers(threads: Threads) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    match threads {
+        Threads::PerCore if cores > 1 => cores,
+        Threads::PerCore | Threads::One => 0,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_0_and_a_restart_on_the_same_data_keeps_everything() {
+    sigterm_then_restart(Threads::PerCore).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_thread_sigterm_exits_0_and_a_restart_keeps_everything() {
+    sigterm_then_restart(Threads::One).await;
+}
+
+async fn sigterm_then_restart(threads: Threads) {
     let data = tempfile::tempdir().unwrap();
     let client = Client::new();
     // A slow payment provider keeps the second order's saga in its charge
     // step when the SIGTERM arrives.
-    let mut server = Server::start([
-        std::ffi::OsStr::new("--data-dir"),
-        data.path().as_os_str(),
-        std::ffi::OsStr::new("--payments-latency-ms"),
-        std::ffi::OsStr::new(PAYMENT_LATENCY_MS),
-    ]);
+    let mut server = start(
+        data.path(),
+        threads,
+        &["--payments-latency-ms", PAYMENT_LATENCY_MS],
+    );
+    assert_eq!(
+        runtime_workers(server.child.id()),
+        expected_workers(threads)
+    );
     let user = post(
         &client,
         server.url("/api/v1/users"),
@@ -77,7 +129,7 @@ async fn sigterm_exits_0_and_a_restart_on_the_same_data_keeps_everything() {
     assert!(status.success(), "exit status {status}");
     drop(server);
 
-    let server = start(data.path());
+    let server = start(data.path(), threads, &[]);
     let (status, body) = get(
         &client,
         server.url(&format!("/api/v1/users/{}", user["id"])),
@@ -166,9 +218,22 @@ impl Posting {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_resource_acknowledged_before_a_sigkill_exists_after_restart() {
+    sigkill_then_restart(Threads::PerCore).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_thread_every_resource_acknowledged_before_a_sigkill_exists_after_restart() {
+    sigkill_then_restart(Threads::One).await;
+}
+
+async fn sigkill_then_restart(threads: Threads) {
     let data = tempfile::tempdir().unwrap();
     let client = Client::new();
-    let mut server = start(data.path());
+    let mut server = start(data.path(), threads, &[]);
+    assert_eq!(
+        runtime_workers(server.child.id()),
+        expected_workers(threads)
+    );
     let buyer = post(
         &client,
         server.url("/api/v1/users"),
@@ -244,7 +309,7 @@ async fn every_resource_acknowledged_before_a_sigkill_exists_after_restart() {
             "no {kind} acknowledged before the kill"
         );
     }
-    let server = start(data.path());
+    let server = start(data.path(), threads, &[]);
     for (url, field, value) in &acked {
         let (status, body) = get(&client, server.url(url)).await;
         assert_eq!(status, StatusCode::OK, "acknowledged {url} is lost");
