@@ -185,8 +185,13 @@ impl Sagas {
 
     async fn run(&self, id: u64) {
         let mut failures = 0_u32;
+        // The state this task's last append left the order in: the next
+        // step starts from it instead of folding the stream again. Any
+        // other writer (a cancel) makes the next append conflict, and a
+        // conflict, a failure or a retry folds the stream afresh.
+        let mut recorded: Option<OrderState> = None;
         loop {
-            let state = match self.store.load(id) {
+            let state = match recorded.take().map_or_else(|| self.store.load(id), Ok) {
                 Ok(state) => state,
                 Err(err) => {
                     // A store error is not the saga's end: retry, or the
@@ -233,6 +238,7 @@ impl Sagas {
                             "order saga finished"
                         );
                     }
+                    recorded = Some(next);
                 }
                 Err(RecordError::Conflict) => {}
                 Err(RecordError::Failed(err)) => {
