@@ -352,6 +352,14 @@ impl Syncer {
         Ok(())
     }
 
+    /// After the journal replayed a record at open: makes the replayed writes durable,
+    /// then removes the record and syncs that, before any new write.
+    pub(crate) fn settle_replay(&self) -> io::Result<()> {
+        let mut synced_blobs = HashMap::new();
+        self.sync_files(&mut synced_blobs)?;
+        self.retire_last_write(&mut synced_blobs)
+    }
+
     /// The committer thread's loop.
     fn run(&self) {
         let mut synced_blobs = HashMap::new();
@@ -381,8 +389,12 @@ impl Syncer {
                 );
             }
             if closing {
-                // Writers are gone (the last store handle is being dropped).
-                if let Err(error) = self.retire_last_write(&mut synced_blobs) {
+                // Writers are gone (the last store handle is being dropped). A poisoned
+                // store keeps the record: a write set that failed or panicked half-way
+                // through is completed by replaying it at the next open.
+                if self.check_healthy().is_ok()
+                    && let Err(error) = self.retire_last_write(&mut synced_blobs)
+                {
                     self.poison(error);
                 }
                 return;

@@ -336,7 +336,7 @@ impl Store {
             sync_path(parent)?;
         }
 
-        let last_write = tx::recover_journal(&db)?;
+        let (last_write, replayed) = tx::recover_journal(&db)?;
 
         let data_path = dir.join(DATA_FILE_NAME);
         let data_file = File::open(&data_path).map_err(io_error(&data_path))?;
@@ -344,7 +344,11 @@ impl Store {
             Durability::Durable => None,
             Durability::Periodic { interval_ms } => Some(Duration::from_millis(interval_ms)),
         };
-        let committer = Committer::start(Syncer::new(&dir, db, data_file, last_write, periodic))?;
+        let syncer = Syncer::new(&dir, db, data_file, last_write, periodic);
+        if replayed {
+            syncer.settle_replay().map_err(io_error(&dir))?;
+        }
+        let committer = Committer::start(syncer)?;
         tracing::debug!(dir = %dir.display(), ?config, "store opened");
         Ok(Self {
             inner: Arc::new(StoreInner {

@@ -28,10 +28,23 @@
 //! merges of keys that only grow at one end and shrink at the other.
 //!
 //! The record is removed when the store closes cleanly (after the final sync), so a
-//! cleanly closed store carries none. Records of builds that kept one per write (tree
-//! `journal`, keyed by generation) are still replayed in generation order, and removed.
-//! A store a crash left with a record must be opened again by this build or a later
-//! one: an earlier build would not replay it.
+//! cleanly closed store carries none; and an open that replayed a record syncs the
+//! replay and removes the record before taking any write, so a record is never
+//! replayed over writes made after it (by an earlier build that ignores
+//! `journal_last`, say). Records of builds that kept one per write (tree `journal`,
+//! keyed by generation) are still replayed in generation order, and removed. A store
+//! a crash left with a record must be opened again by this build or a later one: an
+//! earlier build would not replay it.
+//!
+//! A write set whose apply fails or panics half-way (an engine error, an engine
+//! assertion) poisons the store: every later write is refused, and the close keeps the
+//! record, so the next open completes the write.
+//!
+//! What "a crash" covers: the prefix argument holds for the process dying (kill -9, a
+//! panic, OOM): the kernel keeps every byte sled wrote, in order. After a power loss
+//! only what the committer fsynced is guaranteed — every acknowledged write, whole —
+//! while sled's un-fsynced tail may come back with holes, so a write that was never
+//! acknowledged may then be lost in part.
 //!
 //! A record is kept below sled's blob threshold ([`WRITE_SET_LEN_MAX_BYTES`]) so that it
 //! always lies inline in the log: recovery skips a message whose blob file is missing
@@ -286,11 +299,15 @@ impl<'a> Tx<'a> {
             let _hidden = visibility
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A panic inside the engine would leave the write set half applied with
+            // nothing refusing the next write: poison the store on the way out.
+            let _unwinding = PoisonOnUnwind { syncer, generation };
             apply(syncer, bytes, &targets, &record)
         };
         if let Err(source) = applied {
             // The journal record may be in the engine with only some writes applied:
-            // only a reopen (which replays it) restores a consistent state.
+            // only a reopen (which replays it) restores a consistent state, so the
+            // poisoned store keeps the record at close (`commit.rs`).
             let error = StoreError::engine(JOURNAL_TREE, source.clone());
             syncer.poison(io::Error::other(format!(
                 "applying write set {generation} failed: {source}"
@@ -306,6 +323,44 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// Poisons the store if dropped while applying a write set unwinds.
+struct PoisonOnUnwind<'a> {
+    syncer: &'a Syncer,
+    generation: u64,
+}
+
+impl Drop for PoisonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        self.syncer.poison(io::Error::other(format!(
+            "applying write set {} panicked",
+            self.generation
+        )));
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test failpoint: how many tree writes of the next write set on this thread
+    /// succeed before the following one fails (`Err`) or panics (`true`).
+    static FAIL_AFTER_TREE_WRITES: std::cell::Cell<Option<(usize, bool)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+fn failpoint(done: usize) -> sled::Result<()> {
+    match FAIL_AFTER_TREE_WRITES.get() {
+        Some((after, panics)) if done == after => {
+            FAIL_AFTER_TREE_WRITES.set(None);
+            assert!(!panics, "failpoint: panic in the engine");
+            Err(sled::Error::Unsupported("failpoint".to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn apply(
     syncer: &Syncer,
     record_bytes: Vec<u8>,
@@ -313,7 +368,10 @@ fn apply(
     record: &[JournalWriteRef<'_>],
 ) -> sled::Result<()> {
     syncer.last_write().insert(LAST_WRITE_KEY, record_bytes)?;
-    for (tree, write) in targets.iter().zip(record) {
+    #[cfg_attr(not(test), expect(unused_variables))]
+    for (done, (tree, write)) in targets.iter().zip(record).enumerate() {
+        #[cfg(test)]
+        failpoint(done)?;
         match write.value {
             Some(value) => tree.insert(&**write.key, &**value)?,
             None => tree.remove(&**write.key)?,
@@ -324,8 +382,11 @@ fn apply(
 
 /// Replays what a crash left in the journal: first the records of earlier builds, in
 /// generation order (each removed once replayed), then the record of the last write.
-/// Returns the tree holding the last write's record.
-pub(crate) fn recover_journal(db: &sled::Db) -> Result<sled::Tree, StoreError> {
+/// Returns the tree holding the last write's record and whether a record was replayed;
+/// the caller then makes the replay durable and removes that record
+/// ([`Syncer::settle_replay`]), so that it is never replayed again over later writes
+/// (by a build that ignores it in between, say).
+pub(crate) fn recover_journal(db: &sled::Db) -> Result<(sled::Tree, bool), StoreError> {
     let journal = db.open_tree(JOURNAL_TREE).map_err(engine(JOURNAL_TREE))?;
     let mut replayed = 0_usize;
     for item in &journal {
@@ -352,7 +413,7 @@ pub(crate) fn recover_journal(db: &sled::Db) -> Result<sled::Tree, StoreError> {
     if replayed > 0 {
         tracing::info!(replayed, "replayed journal records after a crash");
     }
-    Ok(last_write)
+    Ok((last_write, replayed > 0))
 }
 
 fn engine(table: &str) -> impl FnOnce(sled::Error) -> StoreError + '_ {
@@ -499,6 +560,11 @@ mod tests {
         assert_eq!(kv.get(&1).unwrap(), None);
         assert_eq!(kv.get(&3).unwrap().as_deref(), Some("three"));
         assert_eq!(other.get(&9).unwrap().as_deref(), Some("nine"));
+        // The open made the replay durable and removed the record, so nothing
+        // (a build that ignores the record, then this one again) can replay it
+        // over later writes.
+        let last = store.syncer().last_write().get(LAST_WRITE_KEY).unwrap();
+        assert!(last.is_none(), "the replayed record is still there");
         // Replaying it again changes nothing: the next write's record replaces it.
         store
             .write(|tx| kv.insert(tx, &3, &"THREE".to_owned()))
@@ -508,6 +574,84 @@ mod tests {
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         let kv = store.table::<u64, String>("kv").unwrap();
         assert_eq!(kv.get(&3).unwrap().as_deref(), Some("THREE"));
+    }
+
+    /// A store with `kv` 1 = "one", then a write of `kv` 1 = "ONE" and `other`
+    /// 9 = "nine" whose second tree write fails (or panics, with `panics`)
+    /// after the first was applied. Returns the store and the outcome.
+    async fn write_failing_half_way(
+        dir: &std::path::Path,
+        panics: bool,
+    ) -> (Store, Result<(), StoreError>) {
+        let store = Store::open(dir, StoreConfig::default()).unwrap();
+        let kv = store.table::<u64, String>("kv").unwrap();
+        let other = store.table::<u64, String>("other").unwrap();
+        store
+            .write(|tx| kv.insert(tx, &1, &"one".to_owned()))
+            .await
+            .unwrap();
+        // The write set applies `kv` (opened first, the lower slot) before `other`.
+        FAIL_AFTER_TREE_WRITES.set(Some((1, panics)));
+        let writer = store.clone();
+        // The current-thread test runtime runs the task on this thread, where the
+        // failpoint is set.
+        let outcome = tokio::spawn(async move {
+            writer
+                .write(|tx| {
+                    kv.insert(tx, &1, &"ONE".to_owned())?;
+                    other.insert(tx, &9, &"nine".to_owned())
+                })
+                .await
+        })
+        .await;
+        FAIL_AFTER_TREE_WRITES.set(None);
+        let outcome = match outcome {
+            Ok(result) => result,
+            Err(join) => {
+                assert!(join.is_panic(), "{join}");
+                assert!(panics, "the write panicked without the panic failpoint");
+                Ok(())
+            }
+        };
+        (store, outcome)
+    }
+
+    async fn assert_failed_write_is_completed_on_reopen(dir: &std::path::Path, store: Store) {
+        // The store refuses every write from now on.
+        let kv = store.table::<u64, String>("kv").unwrap();
+        let refused = store
+            .write(|tx| kv.insert(tx, &2, &"two".to_owned()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, StoreError::SyncFailed { .. }),
+            "{refused:?}"
+        );
+        drop((kv, store));
+        // The close kept the record, so the open completes the write.
+        let store = Store::open(dir, StoreConfig::default()).unwrap();
+        let kv = store.table::<u64, String>("kv").unwrap();
+        let other = store.table::<u64, String>("other").unwrap();
+        assert_eq!(kv.get(&1).unwrap().as_deref(), Some("ONE"));
+        assert_eq!(other.get(&9).unwrap().as_deref(), Some("nine"));
+        assert_eq!(kv.get(&2).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_write_set_that_fails_half_way_poisons_the_store_and_is_completed_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, outcome) = write_failing_half_way(dir.path(), false).await;
+        let err = outcome.unwrap_err();
+        assert!(matches!(err, StoreError::Engine { .. }), "{err:?}");
+        assert_failed_write_is_completed_on_reopen(dir.path(), store).await;
+    }
+
+    #[tokio::test]
+    async fn a_write_set_that_panics_half_way_poisons_the_store_and_is_completed_at_the_next_open()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = write_failing_half_way(dir.path(), true).await;
+        assert_failed_write_is_completed_on_reopen(dir.path(), store).await;
     }
 
     #[tokio::test]
