@@ -4,7 +4,9 @@
 //!
 //! Each order's saga is a task that folds the order's stream, takes the
 //! next step (`OrderState::next_step`), calls the service that does it, and
-//! records the outcome as an event with an expected-version append. Every
+//! records the outcome as an event with an expected-version append — with
+//! the events of the steps after it that call no one, in the same append
+//! (`OrderState::with_local_steps`). Every
 //! step is idempotent by order id, so a step repeated after a crash or a
 //! timeout is harmless. Progress lives in the store, not in the task: a
 //! restarted service resumes every pending order.
@@ -222,11 +224,9 @@ impl Sagas {
                     }
                 }
             };
-            match self
-                .store
-                .record(id, &state, std::slice::from_ref(&event))
-                .await
-            {
+            // The steps after it that call no one go in the same append.
+            let events = state.with_local_steps(event);
+            match self.store.record(id, &state, &events).await {
                 Ok(next) => {
                     failures = 0;
                     if next.outcome.is_some() {

@@ -137,6 +137,28 @@ impl OrderState {
         }
     }
 
+    /// `event`, followed by the events of the steps that come after it and
+    /// call no one (start the commit, complete, compensate, cancel): what
+    /// the saga would append one write at a time, appended as one. Each is
+    /// decided by the state alone, and the append's expected version proves
+    /// that state current, so nothing changes but the number of writes.
+    pub(crate) fn with_local_steps(&self, event: OrderEvent) -> Vec<OrderEvent> {
+        let mut next = self.clone();
+        next.apply(&event);
+        let mut events = vec![event];
+        loop {
+            let local = match next.next_step() {
+                Some(Step::StartCommit) => OrderEvent::CommitStarted,
+                Some(Step::Complete) => OrderEvent::Completed,
+                Some(Step::Compensate(reason)) => OrderEvent::Compensating { reason },
+                Some(Step::Cancel(reason)) => OrderEvent::Cancelled { reason },
+                _ => return events,
+            };
+            next.apply(&local);
+            events.push(local);
+        }
+    }
+
     pub(crate) fn fold<'a>(events: impl IntoIterator<Item = &'a OrderEvent>) -> Self {
         let mut state = Self::default();
         for event in events {
@@ -245,6 +267,66 @@ mod tests {
         assert_eq!(state.next_step(), None);
         assert_eq!(state.status(), OrderStatus::Completed);
         assert_eq!(state.version, 7);
+    }
+
+    #[test]
+    fn the_steps_that_call_no_one_are_appended_with_the_event_before_them() {
+        let reserved = OrderState::fold(&[
+            placed(),
+            OrderEvent::UserValidated,
+            OrderEvent::StockReserved,
+        ]);
+        assert_eq!(
+            reserved.with_local_steps(OrderEvent::PaymentCharged),
+            [OrderEvent::PaymentCharged, OrderEvent::CommitStarted]
+        );
+        let mut committing = reserved;
+        for event in [OrderEvent::PaymentCharged, OrderEvent::CommitStarted] {
+            committing.apply(&event);
+        }
+        assert_eq!(
+            committing.with_local_steps(OrderEvent::StockCommitted),
+            [OrderEvent::StockCommitted, OrderEvent::Completed]
+        );
+        // A step that calls a service ends the run.
+        assert_eq!(
+            OrderState::fold(&[placed()]).with_local_steps(OrderEvent::UserValidated),
+            [OrderEvent::UserValidated]
+        );
+        // A cancel request already folded in turns into compensation at once.
+        let mut cancelling = OrderState::fold(&[placed(), OrderEvent::UserValidated]);
+        cancelling.apply(&OrderEvent::CancelRequested {
+            reason: "changed my mind".to_owned(),
+        });
+        assert_eq!(
+            cancelling.with_local_steps(OrderEvent::StockReserved),
+            [
+                OrderEvent::StockReserved,
+                OrderEvent::Compensating {
+                    reason: "changed my mind".to_owned()
+                }
+            ]
+        );
+        // The last compensation is followed by the cancel.
+        let mut releasing = cancelling.clone();
+        for event in [
+            OrderEvent::StockReserved,
+            OrderEvent::Compensating {
+                reason: "changed my mind".to_owned(),
+            },
+            OrderEvent::PaymentRefunded,
+        ] {
+            releasing.apply(&event);
+        }
+        assert_eq!(
+            releasing.with_local_steps(OrderEvent::StockReleased),
+            [
+                OrderEvent::StockReleased,
+                OrderEvent::Cancelled {
+                    reason: "changed my mind".to_owned()
+                }
+            ]
+        );
     }
 
     #[test]
