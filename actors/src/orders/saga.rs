@@ -224,8 +224,11 @@ impl Sagas {
                     }
                 }
             };
-            // The steps after it that call no one go in the same append.
-            let events = state.with_local_steps(event);
+            let events = match event {
+                OrderEvent::UserValidated => self.reserve_after_validation(&state, id).await,
+                // The steps after it that call no one go in the same append.
+                event => state.with_local_steps(event),
+            };
             match self.store.record(id, &state, &events).await {
                 Ok(next) => {
                     failures = 0;
@@ -247,6 +250,28 @@ impl Sagas {
                     tokio::time::sleep(retry_delay(failures)).await;
                 }
             }
+        }
+    }
+
+    /// The events to append once the user is validated: checking a user
+    /// changes nothing anywhere, so its outcome need not be durable before
+    /// the reservation — the reservation runs at once and both outcomes go
+    /// into one append. If the reservation cannot be decided now (a
+    /// transient failure, shutdown), the validation is appended alone and
+    /// the next round reserves, as it would have.
+    async fn reserve_after_validation(&self, state: &OrderState, id: u64) -> Vec<OrderEvent> {
+        let mut validated = state.clone();
+        validated.apply(&OrderEvent::UserValidated);
+        let Some(step @ Step::Reserve) = validated.next_step() else {
+            return state.with_local_steps(OrderEvent::UserValidated);
+        };
+        match self.execute(&validated, id, &step).await {
+            Outcome::Record(reserved) => {
+                let mut events = vec![OrderEvent::UserValidated];
+                events.extend(validated.with_local_steps(reserved));
+                events
+            }
+            Outcome::Retry(_) | Outcome::Stop => vec![OrderEvent::UserValidated],
         }
     }
 
