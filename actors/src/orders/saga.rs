@@ -2,10 +2,12 @@
 //! reserve stock → charge → commit stock → completed; after a failure,
 //! compensation in reverse (refund, release) → cancelled.
 //!
-//! Each order's saga is a task that folds the order's stream, takes the
-//! next step (`OrderState::next_step`), calls the service that does it, and
-//! records the outcome as an event with an expected-version append — with
-//! the events of the steps after it that call no one, in the same append
+//! Each order's saga is a task that folds the order's stream (at its start,
+//! and again after a conflict, a failure or a retry; otherwise it goes on
+//! from the state its last append returned), takes the next step
+//! (`OrderState::next_step`), calls the service that does it, and records
+//! the outcome as an event with an expected-version append — with the
+//! events of the steps after it that call no one, in the same append
 //! (`OrderState::with_local_steps`). Every
 //! step is idempotent by order id, so a step repeated after a crash or a
 //! timeout is harmless. Progress lives in the store, not in the task: a
@@ -271,7 +273,12 @@ impl Sagas {
                 events.extend(validated.with_local_steps(reserved));
                 events
             }
-            Outcome::Retry(_) | Outcome::Stop => vec![OrderEvent::UserValidated],
+            Outcome::Retry(reason) => {
+                self.shared.step_retries.fetch_add(1, Ordering::Relaxed);
+                warn!(order = id, ?step, %reason, "saga step failed; retrying");
+                vec![OrderEvent::UserValidated]
+            }
+            Outcome::Stop => vec![OrderEvent::UserValidated],
         }
     }
 
@@ -318,6 +325,9 @@ impl Sagas {
                         reason: "the payment was refunded".to_owned(),
                     }),
                 }),
+            // The steps that call no one are usually appended with the step
+            // before them (`with_local_steps`); they run here when a fold starts
+            // at them: a client's cancel request, or an append lost to a crash.
             Step::StartCommit => done(OrderEvent::CommitStarted),
             Step::Commit => router
                 .call_with::<Products>(ctx, ProductsRequest::Commit { order_id: id })
