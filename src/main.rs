@@ -15,6 +15,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system allocator: `POST /api/v1/users` on one
+/// core +27% (docs/BENCHMARKS.md, session 13).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

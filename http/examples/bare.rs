@@ -81,6 +81,11 @@ async fn fsync_each(
     (StatusCode::CREATED, Json(user))
 }
 
+/// The allocator the `bulwark` binary uses, so the comparison is of the
+/// request paths, not of allocators.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let addr = std::env::var("BARE_ADDR").unwrap_or_else(|_| "127.0.0.1:18081".to_owned());
