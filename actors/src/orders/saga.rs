@@ -45,6 +45,18 @@ const RETRY_DELAY_INITIAL: Duration = Duration::from_millis(50);
 /// Longest retry delay.
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
 
+/// What [`Sagas::reserve_after_validation`] came to.
+enum AfterCheck {
+    /// Append these events (the check's, and the reservation's when it ran).
+    Append(Vec<OrderEvent>),
+    /// The reservation failed and is to be retried: append the check alone,
+    /// then back off as after a reservation's first failure.
+    ReserveFailed,
+    /// The node is shutting down: append nothing; the next start checks the
+    /// user again.
+    Stop,
+}
+
 enum Outcome {
     Record(OrderEvent),
     Retry(String),
@@ -226,14 +238,30 @@ impl Sagas {
                     }
                 }
             };
+            // Whether the reservation right after the user check failed:
+            // that failure counts as the reservation's first, with its
+            // backoff, once the check is recorded.
+            let mut reserve_failed = false;
             let events = match event {
-                OrderEvent::UserValidated => self.reserve_after_validation(&state, id).await,
+                OrderEvent::UserValidated => {
+                    match self.reserve_after_validation(&state, id).await {
+                        AfterCheck::Append(events) => events,
+                        AfterCheck::ReserveFailed => {
+                            reserve_failed = true;
+                            vec![OrderEvent::UserValidated]
+                        }
+                        AfterCheck::Stop => return,
+                    }
+                }
                 // The steps after it that call no one go in the same append.
                 event => state.with_local_steps(event),
             };
             match self.store.record(id, &state, &events).await {
                 Ok(next) => {
-                    failures = 0;
+                    failures = u32::from(reserve_failed);
+                    if reserve_failed {
+                        tokio::time::sleep(retry_delay(failures)).await;
+                    }
                     if next.outcome.is_some() {
                         self.shared.finished(next.status());
                         self.kick.kick();
@@ -255,30 +283,35 @@ impl Sagas {
         }
     }
 
-    /// The events to append once the user is validated: checking a user
-    /// changes nothing anywhere, so its outcome need not be durable before
-    /// the reservation — the reservation runs at once and both outcomes go
-    /// into one append. If the reservation cannot be decided now (a
-    /// transient failure, shutdown), the validation is appended alone and
-    /// the next round reserves, as it would have.
-    async fn reserve_after_validation(&self, state: &OrderState, id: u64) -> Vec<OrderEvent> {
+    /// What follows a successful user check. Checking a user changes
+    /// nothing anywhere, so its outcome need not be durable before the
+    /// reservation: the reservation runs at once and both outcomes go into
+    /// one append. Unless the order moved on meanwhile (a client's cancel
+    /// landed during the check): then the check is appended alone, the
+    /// append conflicts, and the next round starts from the cancel, having
+    /// reserved nothing it must release.
+    async fn reserve_after_validation(&self, state: &OrderState, id: u64) -> AfterCheck {
         let mut validated = state.clone();
         validated.apply(&OrderEvent::UserValidated);
         let Some(step @ Step::Reserve) = validated.next_step() else {
-            return state.with_local_steps(OrderEvent::UserValidated);
+            return AfterCheck::Append(state.with_local_steps(OrderEvent::UserValidated));
         };
+        // A read of the stream's head, not a fold.
+        if !matches!(self.store.version(id), Ok(version) if version == state.version) {
+            return AfterCheck::Append(vec![OrderEvent::UserValidated]);
+        }
         match self.execute(&validated, id, &step).await {
             Outcome::Record(reserved) => {
                 let mut events = vec![OrderEvent::UserValidated];
                 events.extend(validated.with_local_steps(reserved));
-                events
+                AfterCheck::Append(events)
             }
             Outcome::Retry(reason) => {
                 self.shared.step_retries.fetch_add(1, Ordering::Relaxed);
-                warn!(order = id, ?step, %reason, "saga step failed; retrying");
-                vec![OrderEvent::UserValidated]
+                warn!(order = id, ?step, %reason, failures = 1, "saga step failed; retrying");
+                AfterCheck::ReserveFailed
             }
-            Outcome::Stop => vec![OrderEvent::UserValidated],
+            Outcome::Stop => AfterCheck::Stop,
         }
     }
 

@@ -201,6 +201,12 @@ impl OrdersStore {
             .ok_or_else(|| ShopError::not_found("order", id))
     }
 
+    /// The version of the order's stream (0 for an unknown order): one
+    /// read of its head.
+    pub(crate) fn version(&self, id: u64) -> Result<u64, ShopError> {
+        Ok(self.log.version(&stream(id))?)
+    }
+
     /// The order's state, folded from its whole stream.
     pub(crate) fn load(&self, id: u64) -> Result<OrderState, ShopError> {
         let mut state = OrderState::default();
