@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than the system allocator: `POST /api/v1/users` on one
-/// core +27% (docs/BENCHMARKS.md, session 13).
+/// core +25–29% (docs/BENCHMARKS.md, session 13).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

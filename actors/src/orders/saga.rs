@@ -231,8 +231,7 @@ impl Sagas {
                             reason: format!("{step:?} failed {failures} times: {reason}"),
                         }
                     } else {
-                        self.shared.step_retries.fetch_add(1, Ordering::Relaxed);
-                        warn!(order = id, ?step, %reason, failures, "saga step failed; retrying");
+                        self.note_retry(id, &step, &reason, failures);
                         tokio::time::sleep(retry_delay(failures)).await;
                         continue;
                     }
@@ -307,12 +306,18 @@ impl Sagas {
                 AfterCheck::Append(events)
             }
             Outcome::Retry(reason) => {
-                self.shared.step_retries.fetch_add(1, Ordering::Relaxed);
-                warn!(order = id, ?step, %reason, failures = 1, "saga step failed; retrying");
+                self.note_retry(id, &step, &reason, 1);
                 AfterCheck::ReserveFailed
             }
             Outcome::Stop => AfterCheck::Stop,
         }
+    }
+
+    /// Counts and logs the `failures`-th failed attempt of `step`, which is
+    /// to be retried.
+    fn note_retry(&self, id: u64, step: &Step, reason: &str, failures: u32) {
+        self.shared.step_retries.fetch_add(1, Ordering::Relaxed);
+        warn!(order = id, ?step, %reason, failures, "saga step failed; retrying");
     }
 
     async fn execute(&self, state: &OrderState, id: u64, step: &Step) -> Outcome {
