@@ -2,7 +2,9 @@
 # HTTP load benchmark: POST /api/v1/users and POST /api/v1/orders through the full
 # actor path (bulwark serve), beside two bare axum handlers doing the same durable sled
 # write — one with a flush + fsync per request (writes serialized), one with the same group
-# commit. Server pinned to core 0, wrk to core 1. Loopback only; bounded in time.
+# commit — and a third bare handler that also does the event pipeline's storage work
+# (outbox drain, notification write, confirm) without the runtime. Server pinned to core 0,
+# wrk to core 1. Loopback only; bounded in time.
 #
 # Usage: bench/http.sh [seconds per run, default 10] [connections, default 64]
 set -euo pipefail
@@ -86,6 +88,7 @@ echo "date: $(date -u +%F) machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%
 RESULTS=()
 RESULTS+=("$(run bare_fsync_per_request "http://127.0.0.1:$PORT_BARE/bare/fsync/users" "$WORK/users.lua")")
 RESULTS+=("$(run bare_group_commit "http://127.0.0.1:$PORT_BARE/bare/group/users" "$WORK/users.lua")")
+RESULTS+=("$(run bare_group_pipeline "http://127.0.0.1:$PORT_BARE/bare/pipeline/users" "$WORK/users.lua")")
 RESULTS+=("$(run actor_users "http://127.0.0.1:$PORT_SHOP/api/v1/users" "$WORK/users.lua")")
 RESULTS+=("$(run actor_orders "http://127.0.0.1:$PORT_SHOP/api/v1/orders" "$WORK/orders.lua")")
 
@@ -97,8 +100,10 @@ for r in "${RESULTS[@]}"; do
 done
 read -r _ fs_rps _ _ <<<"${RESULTS[0]}"
 read -r _ gc_rps gc_p99 _ <<<"${RESULTS[1]}"
-read -r _ au_rps au_p99 _ <<<"${RESULTS[2]}"
-read -r _ ao_rps ao_p99 _ <<<"${RESULTS[3]}"
-awk -v fs="$fs_rps" -v gc="$gc_rps" -v gp="$gc_p99" -v au="$au_rps" -v ap="$au_p99" -v ao="$ao_rps" -v op="$ao_p99" 'BEGIN {
+read -r _ gp_rps gp_p99 _ <<<"${RESULTS[2]}"
+read -r _ au_rps au_p99 _ <<<"${RESULTS[3]}"
+read -r _ ao_rps ao_p99 _ <<<"${RESULTS[4]}"
+awk -v fs="$fs_rps" -v gc="$gc_rps" -v gp="$gc_p99" -v pp="$gp_rps" -v pq="$gp_p99" -v au="$au_rps" -v ap="$au_p99" -v ao="$ao_rps" -v op="$ao_p99" 'BEGIN {
   printf "actor users:  %.2fx bare group commit (goal >= 0.8), %.1fx bare fsync-per-request (goal >= 5), p99 %.2fx bare group commit (goal <= 1.5)\n", au/gc, au/fs, ap/gp;
+  printf "event pipeline without the runtime: bare with pipeline %.2fx bare group commit; actor users %.2fx bare with pipeline, p99 %.2fx\n", pp/gc, au/pp, ap/pq;
   printf "actor orders: %.2fx bare group commit, %.1fx bare fsync-per-request, p99 %.2fx bare group commit\n", ao/gc, ao/fs, op/gp }'
