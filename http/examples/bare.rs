@@ -192,6 +192,11 @@ async fn group(State(bare): State<Bare>, Json(new): Json<NewUser>) -> (StatusCod
     (StatusCode::CREATED, Json(user))
 }
 
+/// How many events the pipeline's outbox still holds (0 once it caught up).
+async fn pending(State(bare): State<Bare>) -> String {
+    bare.outbox.pending_len().unwrap().to_string()
+}
+
 async fn fsync_each(
     State(bare): State<Bare>,
     Json(new): Json<NewUser>,
@@ -233,6 +238,7 @@ async fn main() {
         .merge(
             Router::new()
                 .route("/bare/pipeline/users", post(group))
+                .route("/bare/pipeline/pending", get(pending))
                 .with_state(piped),
         );
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
