@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use bulwark_runtime::Topic;
 use bulwark_storage::StoreError;
+use unicode_normalization::{UnicodeNormalization, is_nfc};
 
 /// Largest page a list request may ask for.
 pub const PAGE_SIZE_MAX: u32 = 100;
@@ -280,20 +281,73 @@ impl Topic for ShopEvents {
     type Event = Vec<ShopEvent>;
 }
 
-/// Checks a required text field: trimmed, non-empty, at most
-/// [`TEXT_LEN_MAX`] bytes.
+/// Checks a required text field: trimmed, non-empty, without control
+/// characters, at most [`TEXT_LEN_MAX`] bytes, and in Unicode NFC — the
+/// same text typed as precomposed or combining characters (`é` as U+00E9
+/// or `e` + U+0301) is stored as one value.
 pub(crate) fn check_text(field: &str, value: &str) -> Result<String, ShopError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(ShopError::invalid(field, "must not be empty"));
     }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(ShopError::invalid(
+            field,
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ));
+    }
+    let value: String = if is_nfc(value) {
+        value.to_owned()
+    } else {
+        value.nfc().collect()
+    };
     if value.len() > TEXT_LEN_MAX {
         return Err(ShopError::invalid(
             field,
             format!("must be at most {TEXT_LEN_MAX} bytes"),
         ));
     }
-    Ok(value.to_owned())
+    Ok(value)
+}
+
+/// [`check_text`] for a value people must tell apart by sight (a username,
+/// an email): also refuses the characters that render as nothing (zero-width
+/// spaces and joiners, bidirectional controls, variation selectors, soft
+/// hyphens, ...), so `zw\u{200B}sp` cannot pass for `zwsp`.
+pub(crate) fn check_identifier(field: &str, value: &str) -> Result<String, ShopError> {
+    let value = check_text(field, value)?;
+    if let Some(c) = value.chars().find(|&c| is_invisible(c)) {
+        return Err(ShopError::invalid(
+            field,
+            format!(
+                "must not contain invisible characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// Unicode's default-ignorable code points (DerivedCoreProperties.txt,
+/// Default_Ignorable_Code_Point): characters a renderer shows as nothing.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}'
+        | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// An amount of cents as the API writes it: currency units with two
+/// decimals (`1250` → `12.50`), for the texts clients read (reasons,
+/// messages).
+pub(crate) fn money(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -3,25 +3,82 @@
 //! other failure (axum `examples/customize-extractor-error`).
 
 use std::error::Error as StdError;
+use std::fmt;
+use std::marker::PhantomData;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, path::ErrorKind};
+use axum::extract::{FromRequest, FromRequestParts, Request, path::ErrorKind};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bulwark_runtime::{CallContext, CorrelationId, TraceContext};
-use serde::Serialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
 
-/// `axum::Json` with [`ApiError`] rejections: 400 for bad syntax, 415 for a
-/// wrong content type, 413 past the body limit, 422 naming the field for a
-/// value of the wrong type, a missing field or a field the API does not
-/// have.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with [`ApiError`] rejections: 400 for bad syntax or a body
+/// that is not a JSON object, 415 for a wrong content type, 413 past the
+/// body limit, 422 naming the field for a value of the wrong type, a
+/// missing field or a field the API does not have.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(Object(value)) =
+            axum::Json::<Object<T>>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// A struct read only from a JSON object. serde's derived `Deserialize`
+/// also takes a struct from an array of its fields in order (`["ada",
+/// "ada@example.com"]`), which would let a client skip the field names the
+/// API's rules are stated in; this refuses anything but an object.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectVisitor(PhantomData))
+            .map(Object)
+    }
+}
+
+/// `#[serde(deserialize_with = "objects")]` for a list of structs: each
+/// element must be a JSON object ([`Object`]).
+pub(crate) fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items = Vec::<Object<T>>::deserialize(deserializer)?;
+    Ok(items.into_iter().map(|Object(item)| item).collect())
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -240,6 +297,7 @@ mod tests {
     #[allow(dead_code)]
     struct Body1 {
         name: String,
+        #[serde(deserialize_with = "objects")]
         items: Vec<Line>,
     }
 
@@ -298,6 +356,34 @@ mod tests {
         assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         let err = reject("42", "application/json").await;
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn a_struct_is_read_only_from_an_object_at_any_depth() {
+        for body in [r#"["a",[]]"#, "[]", r#"{"name":"a","items":[[3]]}"#] {
+            let err = reject(body, "application/json").await;
+            let status = err.status();
+            assert!(
+                status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY,
+                "{body}: {err:?}"
+            );
+            assert!(
+                format!("{err:?}").contains("a JSON object"),
+                "{body}: {err:?}"
+            );
+        }
+        let err = reject(r#"{"name":"a","items":[[3]]}"#, "application/json").await;
+        assert!(
+            matches!(&err, ApiError::Invalid { field, .. } if field == "items[0]"),
+            "{err:?}"
+        );
+        let request = Request::builder()
+            .method("POST")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"name":"a","items":[{"quantity":2}]}"#))
+            .unwrap();
+        let Json(body) = Json::<Body1>::from_request(request, &()).await.unwrap();
+        assert_eq!(body.items[0].quantity, 2);
     }
 
     #[test]

@@ -50,6 +50,23 @@ pub(crate) async fn around_request(
         .get(&TRACEPARENT)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| TraceContext::parse(value).ok());
+    // Refused before the handler runs (and before any body is read, so a
+    // client sending `Expect: 100-continue` gets no `100 Continue`): a
+    // declared body over the limit (413 now, not a wait for bytes that
+    // would be refused anyway), and an HTTP/1.1 request without `Host`
+    // (400, RFC 9112 §3.2).
+    let refused = if declared_body_len(request.headers())
+        .is_some_and(|len| len > state.config.body_limit_bytes)
+    {
+        Some(ApiError::PayloadTooLarge)
+    } else if request.extensions().get::<MissingHost>().is_some() {
+        Some(ApiError::BadRequest {
+            detail: "an HTTP/1.1 request must carry a Host header".to_owned(),
+            field: None,
+        })
+    } else {
+        None
+    };
     let method = request.method().clone();
     // A clone of the matched path shares its string (no allocation).
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -70,7 +87,13 @@ pub(crate) async fn around_request(
     });
     // A panicking handler is a bug, but its client still gets a 500 (and
     // the connection lives) instead of a reset.
-    let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
+    let handled = AssertUnwindSafe(async move {
+        match refused {
+            Some(refusal) => refusal.into_response(),
+            None => next.run(request).await,
+        }
+    })
+    .catch_unwind();
     let response = match tokio::time::timeout_at(deadline, handled)
         .instrument(span.clone())
         .await
@@ -112,6 +135,24 @@ pub(crate) async fn around_request(
         }
     });
     response
+}
+
+/// Marks a request that arrived over HTTP/1.1 without a `Host` header
+/// (set by the server's connection layer; answered 400 here).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MissingHost;
+
+/// The body length a request declares in `Content-Length`, when it is one
+/// number (hyper refuses a malformed or conflicting one itself).
+fn declared_body_len(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|len| usize::try_from(len).unwrap_or(usize::MAX))
 }
 
 fn latency_ms(latency: Duration) -> u64 {

@@ -14,9 +14,10 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-/// Largest amount in cents: 2^53, the last integer every JSON client holds
-/// exactly in a double.
-pub const CENTS_MAX: u64 = 1 << 53;
+/// Largest amount in cents: 2^53 − 1 (90071992547409.91), the largest
+/// integer below which every JSON client holds every integer exactly in a
+/// double — the same bound as ids and the products service's amounts.
+pub const CENTS_MAX: u64 = (1 << 53) - 1;
 
 /// Most digits a price's text may carry: 2^53 cents has 16, and a client
 /// may pad with zeros; anything longer is not a real price and is refused
@@ -39,7 +40,7 @@ pub enum PriceError {
     #[error("must have at most two decimals")]
     TooPrecise,
     /// Above [`CENTS_MAX`] cents.
-    #[error("must be at most 90071992547409.92")]
+    #[error("must be at most 90071992547409.91")]
     TooLarge,
     /// Not a number at all.
     #[error("must be a number such as 12.50")]
@@ -190,8 +191,8 @@ mod tests {
             ("0.000", 0),
             ("19.99", 1999),
             ("12.3400", 1234),
-            ("90071992547409.91", CENTS_MAX - 1),
-            ("90071992547409.92", CENTS_MAX),
+            ("90071992547409.90", CENTS_MAX - 1),
+            ("90071992547409.91", CENTS_MAX),
         ] {
             assert_eq!(from_json(text), Ok(Price(cents)), "{text}");
         }
@@ -211,7 +212,7 @@ mod tests {
             "[1]",
             "1e300",
             "1e99999999999999999999",
-            "90071992547409.93",
+            "90071992547409.92",
             "18446744073709551615",
         ] {
             assert!(from_json(bad).is_err(), "accepted {bad}");
@@ -228,6 +229,18 @@ mod tests {
             let number: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert!(number.is_number(), "{text}");
         }
+    }
+
+    #[test]
+    fn the_limit_is_stated_as_the_largest_accepted_price() {
+        assert_eq!(
+            PriceError::TooLarge.to_string(),
+            format!("must be at most {}", Price(CENTS_MAX))
+        );
+        assert_eq!(
+            from_json(&Price(CENTS_MAX).to_string()),
+            Ok(Price(CENTS_MAX))
+        );
     }
 
     #[test]

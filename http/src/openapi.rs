@@ -34,7 +34,7 @@ use crate::routes;
         (name = "notifications"), (name = "payments"), (name = "probes"),
         (name = "cluster"), (name = "admin"),
     ),
-    modifiers(&AdminKeyScheme, &ApiKeyScheme)
+    modifiers(&AdminKeyScheme, &ApiKeyScheme, &EdgeAnswers)
 )]
 pub struct ApiDoc;
 
@@ -108,13 +108,53 @@ impl Modify for ApiKeyScheme {
     }
 }
 
-/// Adds the API key and the gate's answers to `operation`.
-fn guard(operation: &mut Operation, gate: &[(&str, &str)]) {
-    operation
-        .security
-        .get_or_insert_with(Vec::new)
-        .push(SecurityRequirement::new("api_key", Vec::<String>::new()));
-    for (status, description) in gate {
+/// The answers the edge itself may give to any API request, whatever the
+/// handler: added to every `/api/v1` operation that does not list them.
+#[derive(Debug)]
+struct EdgeAnswers;
+
+impl Modify for EdgeAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let any = [
+            (
+                "400",
+                "Malformed request: a path parameter that is not a positive integer, malformed JSON or a body that is not a JSON object, an HTTP/1.1 request without Host",
+            ),
+            (
+                "503",
+                "Overloaded (past the concurrency limit) or a service is unavailable; `Retry-After` says when to retry",
+            ),
+            ("504", "The request did not complete within its deadline"),
+        ];
+        let with_body = [
+            ("413", "The body (sent or declared) is over the body limit"),
+            ("415", "The body is not `Content-Type: application/json`"),
+        ];
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with(crate::API_PREFIX) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_answers(operation, &any);
+                if operation.request_body.is_some() {
+                    add_answers(operation, &with_body);
+                }
+            }
+        }
+    }
+}
+
+/// Adds problem+json answers to `operation` for the statuses it does not
+/// list yet.
+fn add_answers(operation: &mut Operation, answers: &[(&str, &str)]) {
+    for (status, description) in answers {
         let response = ResponseBuilder::new()
             .description(*description)
             .content(
@@ -128,6 +168,15 @@ fn guard(operation: &mut Operation, gate: &[(&str, &str)]) {
             .entry((*status).to_owned())
             .or_insert(RefOr::T(response));
     }
+}
+
+/// Adds the API key and the gate's answers to `operation`.
+fn guard(operation: &mut Operation, gate: &[(&str, &str)]) {
+    operation
+        .security
+        .get_or_insert_with(Vec::new)
+        .push(SecurityRequirement::new("api_key", Vec::<String>::new()));
+    add_answers(operation, gate);
 }
 
 /// The document.

@@ -26,6 +26,7 @@ use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
 
 use crate::config::{EdgeConfig, HEADER_BYTES_MAX};
+use crate::middleware::MissingHost;
 use crate::routes;
 
 /// Pause after an accept error that is not the client's (out of file
@@ -127,6 +128,11 @@ impl Server {
             let service = TowerToHyperService::new(router.clone().map_request(
                 move |mut request: axum::http::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    if request.version() == axum::http::Version::HTTP_11
+                        && !request.headers().contains_key(axum::http::header::HOST)
+                    {
+                        request.extensions_mut().insert(MissingHost);
+                    }
                     request
                 },
             ));

@@ -112,6 +112,50 @@ fn every_api_operation_documents_its_key_and_the_gates_answers_and_probes_do_not
     }
 }
 
+#[test]
+fn every_api_operation_documents_the_edges_answers_and_its_parameters_bounds() {
+    let doc = serde_json::to_value(openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            for status in ["400", "503", "504"] {
+                assert!(responses.get(status).is_some(), "{method} {path} {status}");
+            }
+            let with_body = operation.get("requestBody").is_some();
+            for status in ["413", "415"] {
+                assert_eq!(
+                    responses.get(status).is_some(),
+                    with_body,
+                    "{method} {path} {status}"
+                );
+            }
+            let Some(parameters) = operation["parameters"].as_array() else {
+                continue;
+            };
+            for parameter in parameters {
+                let name = parameter["name"].as_str().unwrap();
+                let description = parameter["description"].as_str().unwrap_or_default();
+                if description.contains("(required)") || parameter["in"] == "path" {
+                    assert_eq!(parameter["required"], true, "{method} {path} {name}");
+                }
+                if name == "id" || name.ends_with("_id") || name == "page" {
+                    assert_eq!(parameter["schema"]["minimum"], 1, "{method} {path} {name}");
+                }
+                if name == "page_size" {
+                    assert_eq!(parameter["schema"]["minimum"], 1, "{method} {path} {name}");
+                    assert_eq!(
+                        parameter["schema"]["maximum"], 100,
+                        "{method} {path} {name}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_documented_route_is_served_not_404_route_or_405() {
     let shop = shop().await;

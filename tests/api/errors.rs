@@ -122,3 +122,78 @@ async fn an_unknown_body_field_is_422_so_a_client_cannot_set_id() {
     problem(app.get_user(9).await, StatusCode::NOT_FOUND).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_a_json_array_is_400_and_creates_nothing() {
+    let app = spawn_app().await;
+    // serde would take a struct from its fields in order; the API does not.
+    for (path, body) in [
+        ("/api/v1/users", r#"["arrayuser","arrayuser@example.com"]"#),
+        ("/api/v1/products", r#"["lamp",1.5,3]"#),
+        ("/api/v1/products", "[]"),
+    ] {
+        let response = app
+            .raw("POST", path, "application/json", body.as_bytes().to_vec())
+            .await;
+        let problem = problem(response, StatusCode::BAD_REQUEST).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("must be a JSON object"), "{body}: {detail}");
+        assert!(!detail.contains("Body"), "no Rust type names: {detail}");
+    }
+    let user = app.create_user("buyer").await;
+    let product = app.create_product("lamp", 1.5, 3).await;
+    // A line of an order is an object too.
+    let body = format!(
+        r#"{{"user_id":{},"items":[[{},1,1.5]]}}"#,
+        user["id"], product["id"]
+    );
+    let response = app
+        .raw(
+            "POST",
+            "/api/v1/orders",
+            "application/json",
+            body.into_bytes(),
+        )
+        .await;
+    let problem = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["field"], "items[0]");
+    let users: serde_json::Value = app.list_users("").await.json().await.unwrap();
+    assert_eq!(users["total"], 1, "{users}");
+    let orders: serde_json::Value = app
+        .list_orders(&format!("?user_id={}", user["id"]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(orders["total"], 0, "{orders}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_sent_twice_is_422_and_places_nothing() {
+    let app = spawn_app().await;
+    let user = app.create_user("twice").await;
+    let product = app.create_product("mug", 3.0, 10).await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/orders"))
+        .header("idempotency-key", "one")
+        .header("idempotency-key", "two")
+        .json(&json!({
+            "user_id": user["id"],
+            "items": [{"product_id": product["id"], "quantity": 1, "price": 3.0}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    let problem = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["field"], "Idempotency-Key");
+    let orders: serde_json::Value = app
+        .list_orders(&format!("?user_id={}", user["id"]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(orders["total"], 0, "{orders}");
+    app.stop().await;
+}

@@ -40,6 +40,72 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
     }
 }
 
+/// Reads until `needle` has arrived, the server closes the connection or
+/// `limit` passes; returns what arrived.
+async fn read_until(stream: &mut TcpStream, needle: &[u8], limit: Duration) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buf = [0_u8; 4096];
+    let deadline = Instant::now() + limit;
+    while !received.windows(needle.len()).any(|w| w == needle) {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    received
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_is_413_before_any_of_it_is_sent() {
+    // A long request deadline: a server that waited for the body would
+    // answer nothing within the read's limit below (and 504 much later).
+    let app = spawn_app_with(|config| config.edge.request_timeout = Duration::from_secs(600)).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/users HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+              content-length: 10000000\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let received = read_until(&mut stream, b"\"status\":413", Duration::from_secs(60)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+    assert!(
+        !text.contains("100 Continue"),
+        "asked for a body it refuses: {text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_1_request_without_host_is_400_and_http_1_0_needs_none() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let received = read_until(&mut stream, b"\"status\":400", Duration::from_secs(60)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+    assert!(text.contains("Host"), "{text}");
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let (received, _closed) = read_until_closed(&mut stream, Duration::from_secs(60)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_requests_are_shed_with_503_and_retry_after() {
     let app = spawn_app_with(|config| {

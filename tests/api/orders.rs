@@ -94,7 +94,31 @@ async fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
         .json()
         .await
         .unwrap();
-    cancelled_without_effects(&app, &placed, &user, &product, "declined", 3).await;
+    // The reason speaks the API's units: currency with two decimals.
+    cancelled_without_effects(
+        &app,
+        &placed,
+        &user,
+        &product,
+        "payment declined: 499.99 is over the limit of 10.00",
+        3,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_at_a_stale_price_is_cancelled_with_both_prices_in_the_reason() {
+    let app = spawn_app_with_admin(|_| {}).await;
+    let user = app.create_user("bargain-hunter").await;
+    let product = app.create_product("lamp", 5.25, 4).await;
+    let body = json!({
+        "user_id": id(&user),
+        "items": [{"product_id": id(&product), "quantity": 1, "price": 5.00}],
+    });
+    let placed: Value = app.post_order(&body, None).await.json().await.unwrap();
+    let why = format!("price of product {} is 5.25, not 5.00", id(&product));
+    cancelled_without_effects(&app, &placed, &user, &product, &why, 4).await;
     app.stop().await;
 }
 

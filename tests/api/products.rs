@@ -61,3 +61,22 @@ async fn a_bad_price_is_422_naming_price() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_update_that_changes_nothing_keeps_its_version() {
+    let app = spawn_app().await;
+    let product = app.create_product("kettle", 20.5, 7).await;
+    for patch in [
+        json!({}),
+        json!({"name": "kettle", "price": 20.50, "quantity": 7}),
+    ] {
+        let response = app.put_product(id(&product), &patch).await;
+        assert_eq!(response.status(), StatusCode::OK, "{patch}");
+        let after: Value = response.json().await.unwrap();
+        assert_eq!(after, product, "{patch}");
+    }
+    let response = app.put_product(id(&product), &json!({"quantity": 8})).await;
+    let after: Value = response.json().await.unwrap();
+    assert_eq!(after["version"], product["version"].as_u64().unwrap() + 1);
+    app.stop().await;
+}

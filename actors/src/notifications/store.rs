@@ -16,7 +16,7 @@ use bulwark_storage::{IdGenerator, Inbox, Store, StoreError, Table};
 use serde::{Deserialize, Serialize};
 
 use super::messages::{Delivery, DeliveryStatus, Notification};
-use crate::common::{EventKind, Page, PageRequest, ShopError, ShopEvent, now_ms};
+use crate::common::{EventKind, Page, PageRequest, ShopError, ShopEvent, money, now_ms};
 
 /// How long an applied event id is remembered. Redeliveries come from an
 /// outbox relay within seconds; a week is a wide margin.
@@ -176,9 +176,8 @@ fn describe(kind: &EventKind) -> Option<(u64, Option<u64>, String)> {
             *user_id,
             Some(*order_id),
             format!(
-                "Order {order_id} is complete: {}.{:02} charged.",
-                total_cents / 100,
-                total_cents % 100
+                "Order {order_id} is complete: {} charged.",
+                money(*total_cents)
             ),
         )),
         EventKind::OrderCancelled {

@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use super::messages::{PaymentsRequest, PaymentsResponse};
 use super::store::PaymentsStore;
 use super::{Payments, PaymentsConfig};
-use crate::common::ShopError;
+use crate::common::{ShopError, money};
 use crate::entry::{EntryActor, Handler};
 use crate::injected::InjectedBug;
 use tokio_util::task::TaskTracker;
@@ -60,7 +60,9 @@ impl PaymentsState {
             && amount_cents > limit
         {
             return Err(ShopError::rejected(format!(
-                "payment declined: {amount_cents} cents is over the limit of {limit}"
+                "payment declined: {} is over the limit of {}",
+                money(amount_cents),
+                money(limit)
             )));
         }
         if self.config.failure_rate > 0.0 && rand::random::<f64>() < self.config.failure_rate {

@@ -7,7 +7,7 @@ use bulwark_storage::{IdGenerator, Outbox, Store, StoreError, Table, Tx};
 use serde::{Deserialize, Serialize};
 
 use super::messages::{NewProduct, Product, ProductPatch, ReservationState};
-use crate::common::{EventKind, LineItem, Page, PageRequest, ShopError, check_text, now_ms};
+use crate::common::{EventKind, LineItem, Page, PageRequest, ShopError, check_text, money, now_ms};
 
 /// Stock at or below which a `stock.low` event is emitted (once, when the
 /// stock crosses it).
@@ -41,10 +41,12 @@ pub(crate) struct ProductsStore {
 
 fn check_amount(field: &str, value: u64) -> Result<u64, ShopError> {
     if value > AMOUNT_MAX {
-        return Err(ShopError::invalid(
-            field,
-            format!("must be at most {AMOUNT_MAX}"),
-        ));
+        let max = if field == "price" {
+            money(AMOUNT_MAX)
+        } else {
+            AMOUNT_MAX.to_string()
+        };
+        return Err(ShopError::invalid(field, format!("must be at most {max}")));
     }
     Ok(value)
 }
@@ -111,6 +113,7 @@ impl ProductsStore {
         self.store
             .write(|tx| {
                 let mut row = self.row(tx, id)?;
+                let before = row.product.clone();
                 if let Some(name) = &name {
                     row.product.name.clone_from(name);
                 }
@@ -119,6 +122,11 @@ impl ProductsStore {
                 }
                 if let Some(quantity) = quantity {
                     row.product.quantity = quantity;
+                }
+                // Nothing changed: no write, no new version (the empty
+                // write still waits until what it read is durable).
+                if row.product == before {
+                    return Ok(row.product);
                 }
                 row.product.version += 1;
                 self.products.insert(tx, &id, &row)?;
@@ -183,8 +191,9 @@ impl ProductsStore {
                         i.product_id == product_id && i.price_cents != row.product.price_cents
                     }) {
                         return Err(ShopError::rejected(format!(
-                            "price of product {product_id} is {} cents, not {}",
-                            row.product.price_cents, item.price_cents
+                            "price of product {product_id} is {}, not {}",
+                            money(row.product.price_cents),
+                            money(item.price_cents)
                         )));
                     }
                     if row.product.quantity < quantity {

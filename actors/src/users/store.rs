@@ -5,7 +5,7 @@
 use bulwark_storage::{IdGenerator, Outbox, Store, StoreError, Table, UniqueIndex};
 
 use super::messages::{NewUser, User, UserPatch};
-use crate::common::{EventKind, Page, PageRequest, ShopError, check_text, now_ms};
+use crate::common::{EventKind, Page, PageRequest, ShopError, check_identifier, now_ms};
 
 /// The users store: rows by id, unique lower-cased username and email.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub(crate) struct UsersStore {
 }
 
 fn check_email(email: &str) -> Result<String, ShopError> {
-    let email = check_text("email", email)?;
+    let email = check_identifier("email", email)?;
     let valid = email.split('@').count() == 2
         && !email.starts_with('@')
         && !email.ends_with('@')
@@ -64,7 +64,7 @@ impl UsersStore {
     /// The new user's fields, checked: (username, email).
     pub(crate) fn check_new(new: &NewUser) -> Result<(String, String), ShopError> {
         Ok((
-            check_text("username", &new.username)?,
+            check_identifier("username", &new.username)?,
             check_email(&new.email)?,
         ))
     }
@@ -76,7 +76,7 @@ impl UsersStore {
         let username = patch
             .username
             .as_deref()
-            .map(|u| check_text("username", u))
+            .map(|u| check_identifier("username", u))
             .transpose()?;
         let email = patch.email.as_deref().map(check_email).transpose()?;
         Ok((username, email))
@@ -198,6 +198,13 @@ impl UsersStore {
                     .users
                     .get_in(tx, &id)?
                     .ok_or_else(|| ShopError::not_found("user", id))?;
+                // Nothing to change: no write, no new version (the empty
+                // write still waits until what it read is durable).
+                let username = username.filter(|u| *u != user.username);
+                let email = email.filter(|e| *e != user.email);
+                if username.is_none() && email.is_none() {
+                    return Ok(user);
+                }
                 if let Some(username) = &username {
                     self.by_username
                         .release(tx, &user.username.to_lowercase(), id)?;

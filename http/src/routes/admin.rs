@@ -164,6 +164,7 @@ pub(crate) async fn actors(State(state): State<AppState>) -> Json<ActorsBody> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct KillQuery {
     /// The actor's path, e.g. `orders/entry` (required).
+    #[param(required = true)]
     path: Option<String>,
 }
 

@@ -222,8 +222,10 @@ impl IdParam {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub(crate) page: Option<u32>,
     /// Items per page, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub(crate) page_size: Option<u32>,
 }
 

@@ -86,10 +86,13 @@ impl From<Notification> for NotificationBody {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Whose notifications (required).
+    #[param(required = true, minimum = 1)]
     user_id: Option<u64>,
     /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
     /// Items per page, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
 }
 

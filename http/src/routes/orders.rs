@@ -34,8 +34,8 @@ pub(crate) struct LineItemBody {
     pub(crate) product_id: u64,
     /// How many, 1..=1000000.
     pub(crate) quantity: u64,
-    /// The unit price the client expects; the order is refused (422) when
-    /// the product's price differs.
+    /// The unit price the client expects; when the product's price differs
+    /// the order is cancelled, with both prices in its reason.
     #[schema(value_type = f64, example = 12.5)]
     pub(crate) price: Price,
 }
@@ -47,6 +47,7 @@ pub(crate) struct PlaceOrderBody {
     /// The user placing it.
     pub(crate) user_id: u64,
     /// 1..=100 lines.
+    #[serde(deserialize_with = "crate::extract::objects")]
     pub(crate) items: Vec<LineItemBody>,
 }
 
@@ -111,10 +112,13 @@ impl From<Order> for OrderBody {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Whose orders (required).
+    #[param(required = true, minimum = 1)]
     user_id: Option<u64>,
     /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
     /// Items per page, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
 }
 
@@ -135,9 +139,16 @@ fn order(response: OrdersResponse, request: &str) -> Result<Order, ApiError> {
 
 /// The `Idempotency-Key` header, if sent.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+    let mut values = headers.get_all(&IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "must be sent once (the request carries more than one)",
+        ));
+    }
     match value.to_str() {
         Ok(key) => Ok(Some(key.to_owned())),
         Err(_) => Err(ApiError::invalid(
@@ -192,7 +203,7 @@ pub(crate) async fn place(
 /// Read an order, optionally with its user and products.
 #[utoipa::path(
     get, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = u64, Path, description = "Order id"), GetQuery),
+    params(("id" = u64, Path, minimum = 1, description = "Order id"), GetQuery),
     responses(
         (status = 200, description = "The order", body = OrderBody),
         (status = 304, description = "Not modified (If-None-Match)"),
@@ -337,7 +348,7 @@ pub(crate) async fn list(
 /// answer may still say `pending`. A completed or cancelled order is a 409.
 #[utoipa::path(
     post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
-    params(("id" = u64, Path, description = "Order id")),
+    params(("id" = u64, Path, minimum = 1, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = OrderBody),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
@@ -389,7 +400,7 @@ pub(crate) struct OrderEventsBody {
 /// from), oldest first.
 #[utoipa::path(
     get, path = "/api/v1/orders/{id}/events", tag = "orders",
-    params(("id" = u64, Path, description = "Order id")),
+    params(("id" = u64, Path, minimum = 1, description = "Order id")),
     responses(
         (status = 200, description = "The order's events", body = OrderEventsBody),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),

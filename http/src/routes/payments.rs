@@ -50,6 +50,7 @@ impl From<Payment> for PaymentBody {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PaymentQuery {
     /// The order (required).
+    #[param(required = true, minimum = 1)]
     order_id: Option<u64>,
 }
 

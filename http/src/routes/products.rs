@@ -118,7 +118,7 @@ pub(crate) async fn create(
 /// Read a product.
 #[utoipa::path(
     get, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = u64, Path, description = "Product id")),
+    params(("id" = u64, Path, minimum = 1, description = "Product id")),
     responses(
         (status = 200, description = "The product", body = ProductBody),
         (status = 304, description = "Not modified (If-None-Match)"),
@@ -176,7 +176,7 @@ pub(crate) async fn list(
 /// Change a product.
 #[utoipa::path(
     put, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = u64, Path, description = "Product id")),
+    params(("id" = u64, Path, minimum = 1, description = "Product id")),
     request_body = UpdateProductBody,
     responses(
         (status = 200, description = "The changed product", body = ProductBody),
@@ -211,7 +211,7 @@ pub(crate) async fn update(
 /// Delete a product (refused with 409 while stock is reserved for it).
 #[utoipa::path(
     delete, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = u64, Path, description = "Product id")),
+    params(("id" = u64, Path, minimum = 1, description = "Product id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),

@@ -111,7 +111,7 @@ pub(crate) async fn create(
 /// Read a user.
 #[utoipa::path(
     get, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = u64, Path, description = "User id")),
+    params(("id" = u64, Path, minimum = 1, description = "User id")),
     responses(
         (status = 200, description = "The user", body = UserBody),
         (status = 304, description = "Not modified (If-None-Match)"),
@@ -157,7 +157,7 @@ pub(crate) async fn list(
 /// Change a user.
 #[utoipa::path(
     put, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = u64, Path, description = "User id")),
+    params(("id" = u64, Path, minimum = 1, description = "User id")),
     request_body = UpdateUserBody,
     responses(
         (status = 200, description = "The changed user", body = UserBody),
@@ -188,7 +188,7 @@ pub(crate) async fn update(
 /// Delete a user.
 #[utoipa::path(
     delete, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = u64, Path, description = "User id")),
+    params(("id" = u64, Path, minimum = 1, description = "User id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
