@@ -131,7 +131,7 @@ fn json_data_error(err: &(dyn StdError + 'static)) -> ApiError {
             field: None,
         };
     };
-    let reason = strip_position(&err.inner().to_string());
+    let reason = plain_reason(&strip_position(&err.inner().to_string()));
     let path = err.path().to_string();
     let at_root = path == ".";
     let named = backticked(&reason)
@@ -225,6 +225,40 @@ fn strip_position(message: &str) -> String {
         Some(at) if message[at..].contains(" column ") => message[..at].to_owned(),
         _ => message.to_owned(),
     }
+}
+
+/// serde's reason for a value of the wrong type or range, in the API's
+/// terms instead of Rust's: `invalid type: floating point `1.5`, expected
+/// u64` becomes "must be a whole number of at least 0, got floating point
+/// `1.5`". Other reasons are kept as they are.
+fn plain_reason(reason: &str) -> String {
+    let Some(rest) = reason
+        .strip_prefix("invalid type: ")
+        .or_else(|| reason.strip_prefix("invalid value: "))
+    else {
+        return reason.to_owned();
+    };
+    let Some((got, expected)) = rest.rsplit_once(", expected ") else {
+        return reason.to_owned();
+    };
+    let wanted = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of at least 0",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" => "a string",
+        "a boolean" => "true or false",
+        "a sequence" => "an array",
+        _ => return reason.to_owned(),
+    };
+    let got = match got.split_once(" `") {
+        // "floating point `1.8446744073709552e19`" and the like: a number
+        // out of range or of the wrong kind.
+        Some(("floating point" | "integer", value)) => {
+            format!("got {}", value.trim_end_matches('`'))
+        }
+        _ => format!("got {got}"),
+    };
+    format!("must be {wanted}, {got}")
 }
 
 /// The first `` `quoted` `` word of a serde message (the field it names).
@@ -384,6 +418,32 @@ mod tests {
             .unwrap();
         let Json(body) = Json::<Body1>::from_request(request, &()).await.unwrap();
         assert_eq!(body.items[0].quantity, 2);
+    }
+
+    #[test]
+    fn type_errors_are_stated_in_the_apis_terms() {
+        assert_eq!(
+            plain_reason("invalid type: floating point `1.5`, expected u64"),
+            "must be a whole number of at least 0, got 1.5"
+        );
+        assert_eq!(
+            plain_reason("invalid value: integer `-1`, expected u64"),
+            "must be a whole number of at least 0, got -1"
+        );
+        assert_eq!(
+            plain_reason(r#"invalid type: string "7", expected u64"#),
+            r#"must be a whole number of at least 0, got string "7""#
+        );
+        assert_eq!(
+            plain_reason("invalid type: integer `5`, expected a string"),
+            "must be a string, got 5"
+        );
+        // Reasons that already speak plainly stay.
+        assert_eq!(plain_reason("missing field `name`"), "missing field `name`");
+        assert_eq!(
+            plain_reason("invalid type: map, expected a JSON object"),
+            "invalid type: map, expected a JSON object"
+        );
     }
 
     #[test]
