@@ -184,7 +184,7 @@ impl From<QueryRejection> for ApiError {
             find_source::<serde_path_to_error::Error<serde_urlencoded::de::Error>>(&rejection);
         match found {
             Some(err) if err.path().to_string() != "." => {
-                let reason = err.inner().to_string();
+                let reason = plain_query_reason(&err.inner().to_string());
                 let path = err.path().to_string();
                 ApiError::invalid(path, reason)
             }
@@ -259,6 +259,17 @@ fn plain_reason(reason: &str) -> String {
         _ => format!("got {got}"),
     };
     format!("must be {wanted}, {got}")
+}
+
+/// A query parameter's parse failure in the API's terms: the standard
+/// library's integer-parsing messages, then [`plain_reason`]'s.
+fn plain_query_reason(reason: &str) -> String {
+    match reason {
+        "invalid digit found in string" => "must be a whole number of at least 0".to_owned(),
+        "number too large to fit in target type" => "is too large".to_owned(),
+        "cannot parse integer from empty string" => "must not be empty".to_owned(),
+        other => plain_reason(other),
+    }
 }
 
 /// The first `` `quoted` `` word of a serde message (the field it names).
@@ -444,6 +455,34 @@ mod tests {
             plain_reason("invalid type: map, expected a JSON object"),
             "invalid type: map, expected a JSON object"
         );
+    }
+
+    #[tokio::test]
+    async fn a_query_parameter_that_is_not_a_number_is_422_in_plain_words() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Paging {
+            page: Option<u32>,
+        }
+        for (query, reason) in [
+            ("page=abc", "must be a whole number of at least 0"),
+            ("page=-1", "must be a whole number of at least 0"),
+            ("page=99999999999", "is too large"),
+            ("page=", "must not be empty"),
+        ] {
+            let request = Request::builder()
+                .uri(format!("/x?{query}"))
+                .body(Body::empty())
+                .unwrap();
+            let (mut parts, _) = request.into_parts();
+            let err = Query::<Paging>::from_request_parts(&mut parts, &())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ApiError::Invalid { field, reason: r } if field == "page" && r == reason),
+                "{query}: {err:?}"
+            );
+        }
     }
 
     #[test]
