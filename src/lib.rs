@@ -186,6 +186,12 @@ fn cluster_config(config: &Config) -> Result<Option<ClusterConfig>, AppError> {
         .ok_or_else(|| AppError::Cluster("a cluster member needs a cookie".to_owned()))?;
     let cookie = Cookie::new(secret.expose()).map_err(|err| AppError::Cluster(err.to_string()))?;
     let tls = config.tls.as_ref().map(Tls::load).transpose()?;
+    if cookie.is_short() && tls.is_none() {
+        tracing::warn!(
+            recommended_bytes = bulwark_runtime::cluster::handshake::COOKIE_LEN_RECOMMENDED,
+            "the cluster cookie is short and node links are not under TLS: a node made to dial an impostor gives it a proof to guess the cookie from offline; use a long random cookie (e.g. `openssl rand -hex 32`) or --tls-*"
+        );
+    }
     let listen = config
         .cluster_addr
         .unwrap_or_else(|| SocketAddr::new(config.http_addr.ip(), 0));

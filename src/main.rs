@@ -33,7 +33,10 @@ fn chaos(args: &bulwark::chaos::ChaosArgs) -> ExitCode {
         eprintln!("error: {err:#}");
         return ExitCode::from(2);
     }
-    init_logging(&process_env());
+    if let Err(err) = init_logging(&process_env()) {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,7 +87,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&env);
+    if let Err(err) = init_logging(&env) {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
     for name in unknown_env_keys(&env) {
         warn!(variable = %name, "unknown BULWARK_* variable ignored");
     }
@@ -131,14 +137,34 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// JSON lines when `BULWARK_LOG_FORMAT=json`, human-readable otherwise; the
-/// level from `RUST_LOG` (default `info`). Logs go to stderr: stdout carries
-/// only the `listening on` line.
-fn init_logging(env: &[(String, String)]) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = env
-        .iter()
-        .any(|(name, value)| name == "BULWARK_LOG_FORMAT" && value.eq_ignore_ascii_case("json"));
+/// JSON lines when `BULWARK_LOG_FORMAT=json`, human-readable when it is
+/// `text` or unset; the level from `RUST_LOG` (default `info`). Logs go to
+/// stderr: stdout carries only the `listening on` line.
+///
+/// # Errors
+/// A `BULWARK_LOG_FORMAT` or `RUST_LOG` that does not parse, naming it
+/// (start-up stops rather than log in a way nobody asked for).
+fn init_logging(env: &[(String, String)]) -> Result<(), String> {
+    let value = |key: &str| {
+        env.iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    };
+    let filter = match value("RUST_LOG").filter(|v| !v.trim().is_empty()) {
+        Some(directives) => EnvFilter::try_new(directives)
+            .map_err(|err| format!("RUST_LOG: {err} (e.g. `info`, `warn,bulwark=debug`)"))?,
+        None => EnvFilter::new("info"),
+    };
+    let json = match value("BULWARK_LOG_FORMAT").map(str::trim) {
+        None | Some("") => false,
+        Some(format) if format.eq_ignore_ascii_case("json") => true,
+        Some(format) if format.eq_ignore_ascii_case("text") => false,
+        Some(other) => {
+            return Err(format!(
+                "BULWARK_LOG_FORMAT: must be `json` or `text`, not `{other}`"
+            ));
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -147,4 +173,5 @@ fn init_logging(env: &[(String, String)]) {
     } else {
         builder.init();
     }
+    Ok(())
 }

@@ -333,6 +333,35 @@ fn a_bad_configuration_value_exits_2_naming_the_key() {
 }
 
 #[test]
+fn a_log_setting_that_does_not_parse_exits_2_naming_it() {
+    for (key, value, says) in [
+        (
+            "BULWARK_LOG_FORMAT",
+            "xml",
+            "BULWARK_LOG_FORMAT: must be `json` or `text`",
+        ),
+        ("RUST_LOG", "garbage[[[", "RUST_LOG:"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{key}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{key}={value}: {stderr}");
+        // Nothing was started: no store was opened.
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{key}={value}"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_key_in_the_config_file_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bulwark.toml");

@@ -7,14 +7,21 @@
 //! ```text
 //! dialer                                   listener
 //!   Hello { node, nonce_d }          ──▶
-//!                                    ◀──   Welcome { node, nonce_l, proof_l }
-//!   check proof_l
+//!                                    ◀──   Challenge { node, nonce_l }
 //!   Proof { proof_d }                ──▶   check proof_d
+//!                                    ◀──   Accepted { proof_l }   (or Refused { reason })
+//!   check proof_l
 //! ```
 //!
-//! `proof_l = HMAC(cookie, "listener" ‖ nonce_d ‖ nonce_l ‖ listener ‖ dialer)`
-//! and `proof_d` the same with the roles swapped, so neither proof can be
-//! reflected back.
+//! `proof_d = HMAC(cookie, "dialer" ‖ nonce_l ‖ nonce_d ‖ dialer ‖ listener)`
+//! and `proof_l` the same with the roles swapped, so neither proof can be
+//! reflected back. The dialer proves first, as in Erlang: anyone who can
+//! reach the node port gets only a nonce, never an HMAC keyed by the cookie
+//! to test guesses against offline. (A node made to dial an impostor's
+//! address still gives that impostor its proof: a cookie must be long and
+//! random, and mutual TLS keeps impostors out — see docs/OPERATIONS.md.)
+//! A listener that finds the proof wrong says so (`Refused`) before it
+//! closes, so the dialer can log the cause.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,7 +37,12 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use super::codec::{self, FRAME_LEN_MAX};
 
 /// Version of the node protocol; a peer speaking another one is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: the dialer proves the cookie first (version 1 had the
+/// listener prove first).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// Cookies shorter than this draw a warning at start-up: a short cookie can
+/// be guessed offline from one proof.
+pub const COOKIE_LEN_RECOMMENDED: usize = 16;
 /// Longest node name, in bytes.
 pub const NODE_NAME_LEN_MAX: usize = 255;
 /// A connection that has not finished its handshake by then is closed, so
@@ -56,6 +68,12 @@ impl Cookie {
             ));
         }
         Ok(Self(Arc::from(secret.as_bytes())))
+    }
+
+    /// Whether the secret is shorter than [`COOKIE_LEN_RECOMMENDED`] bytes.
+    #[must_use]
+    pub fn is_short(&self) -> bool {
+        self.0.len() < COOKIE_LEN_RECOMMENDED
     }
 
     fn proof(
@@ -114,6 +132,9 @@ pub enum HandshakeError {
     Tls(#[source] std::io::Error),
 }
 
+/// The handshake's messages. The first three variants keep the places
+/// they had in version 1 (bincode tags by position), so a version-1 peer's
+/// `Hello` still decodes and is refused by its version, not as garbage.
 #[derive(Debug, Serialize, Deserialize)]
 enum Opening {
     Hello {
@@ -121,6 +142,8 @@ enum Opening {
         node: String,
         nonce: [u8; 32],
     },
+    /// Version 1's answer to `Hello` (the listener's proof first); never
+    /// sent now, refused if received.
     Welcome {
         protocol: u16,
         node: String,
@@ -130,7 +153,21 @@ enum Opening {
     Proof {
         proof: [u8; 32],
     },
+    Challenge {
+        protocol: u16,
+        node: String,
+        nonce: [u8; 32],
+    },
+    Accepted {
+        proof: [u8; 32],
+    },
+    Refused {
+        reason: String,
+    },
 }
+
+/// What a listener tells a dialer whose proof is wrong.
+const REFUSED_WRONG_COOKIE: &str = "wrong cookie";
 
 /// A length-delimited frame transport with the frame limit applied: a
 /// length prefix above [`FRAME_LEN_MAX`] fails before anything is read.
@@ -207,29 +244,51 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
             },
         )
         .await?;
-        let Opening::Welcome {
-            protocol,
-            node,
-            nonce: nonce_l,
-            proof,
-        } = receive(transport).await?
-        else {
-            return Err(HandshakeError::Protocol("expected Welcome".into()));
+        let (node, nonce_l) = match receive(transport).await? {
+            Opening::Challenge {
+                protocol,
+                node,
+                nonce,
+            } => {
+                check_peer(protocol, &node)?;
+                (node, nonce)
+            }
+            Opening::Welcome { protocol, .. } => {
+                return Err(HandshakeError::Protocol(format!(
+                    "protocol version {protocol}, expected {PROTOCOL_VERSION}"
+                )));
+            }
+            Opening::Refused { reason } => return Err(refused(&reason)),
+            _ => return Err(HandshakeError::Protocol("expected Challenge".into())),
         };
-        check_peer(protocol, &node)?;
-        cookie
-            .proof(b"listener", &nonce_d, &nonce_l, &node, me)
-            .verify_slice(&proof)
-            .map_err(|_| HandshakeError::WrongCookie)?;
         let mine = cookie
             .proof(b"dialer", &nonce_l, &nonce_d, me, &node)
             .finalize()
             .into_bytes();
         send(transport, &Opening::Proof { proof: mine.into() }).await?;
-        Ok(node)
+        match receive(transport).await? {
+            Opening::Accepted { proof } => {
+                cookie
+                    .proof(b"listener", &nonce_d, &nonce_l, &node, me)
+                    .verify_slice(&proof)
+                    .map_err(|_| HandshakeError::WrongCookie)?;
+                Ok(node)
+            }
+            Opening::Refused { reason } => Err(refused(&reason)),
+            _ => Err(HandshakeError::Protocol("expected Accepted".into())),
+        }
     })
     .await
     .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// The error for a listener's `Refused`.
+fn refused(reason: &str) -> HandshakeError {
+    if reason == REFUSED_WRONG_COOKIE {
+        HandshakeError::WrongCookie
+    } else {
+        HandshakeError::Protocol(format!("refused by the peer: {reason}"))
+    }
 }
 
 /// Opens a link as the listening side; returns the peer's node name.
@@ -250,31 +309,131 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         else {
             return Err(HandshakeError::Protocol("expected Hello".into()));
         };
-        check_peer(protocol, &node)?;
+        if let Err(err) = check_peer(protocol, &node) {
+            // Best effort: a peer of another version learns why.
+            let _ = send(
+                transport,
+                &Opening::Refused {
+                    reason: err.to_string(),
+                },
+            )
+            .await;
+            return Err(err);
+        }
         let nonce_l: [u8; 32] = rand::random();
-        let proof = cookie
-            .proof(b"listener", &nonce_d, &nonce_l, me, &node)
-            .finalize()
-            .into_bytes();
         send(
             transport,
-            &Opening::Welcome {
+            &Opening::Challenge {
                 protocol: PROTOCOL_VERSION,
                 node: me.to_owned(),
                 nonce: nonce_l,
-                proof: proof.into(),
             },
         )
         .await?;
         let Opening::Proof { proof } = receive(transport).await? else {
             return Err(HandshakeError::Protocol("expected Proof".into()));
         };
-        cookie
+        if cookie
             .proof(b"dialer", &nonce_l, &nonce_d, &node, me)
             .verify_slice(&proof)
-            .map_err(|_| HandshakeError::WrongCookie)?;
+            .is_err()
+        {
+            let _ = send(
+                transport,
+                &Opening::Refused {
+                    reason: REFUSED_WRONG_COOKIE.to_owned(),
+                },
+            )
+            .await;
+            return Err(HandshakeError::WrongCookie);
+        }
+        let mine = cookie
+            .proof(b"listener", &nonce_d, &nonce_l, me, &node)
+            .finalize()
+            .into_bytes();
+        send(transport, &Opening::Accepted { proof: mine.into() }).await?;
         Ok(node)
     })
     .await
     .map_err(|_| HandshakeError::Timeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives the listener by hand as a dialer that does not know the
+    /// cookie, recording every message the listener sends.
+    #[tokio::test]
+    async fn a_dialer_without_the_cookie_gets_no_proof_to_guess_it_from() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut dialer, mut listener) = (framed(a), framed(b));
+        let cookie = Cookie::new("the-real-cluster-cookie").unwrap();
+        let accepting = tokio::spawn(async move { accept(&mut listener, "n1", &cookie).await });
+        send(
+            &mut dialer,
+            &Opening::Hello {
+                protocol: PROTOCOL_VERSION,
+                node: "evil".to_owned(),
+                nonce: [7; 32],
+            },
+        )
+        .await
+        .unwrap();
+        let challenge = receive(&mut dialer).await.unwrap();
+        assert!(
+            matches!(&challenge, Opening::Challenge { node, .. } if node == "n1"),
+            "{challenge:?}"
+        );
+        send(&mut dialer, &Opening::Proof { proof: [0; 32] })
+            .await
+            .unwrap();
+        let answer = receive(&mut dialer).await.unwrap();
+        assert!(
+            matches!(&answer, Opening::Refused { reason } if reason == REFUSED_WRONG_COOKIE),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            accepting.await.unwrap(),
+            Err(HandshakeError::WrongCookie)
+        ));
+        // Neither message carried anything keyed by the cookie.
+        assert!(matches!(
+            receive(&mut dialer).await,
+            Err(HandshakeError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_dialer_is_told_its_version_is_refused() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut dialer, mut listener) = (framed(a), framed(b));
+        let cookie = Cookie::new("the-real-cluster-cookie").unwrap();
+        let accepting = tokio::spawn(async move { accept(&mut listener, "n1", &cookie).await });
+        send(
+            &mut dialer,
+            &Opening::Hello {
+                protocol: 1,
+                node: "old".to_owned(),
+                nonce: [7; 32],
+            },
+        )
+        .await
+        .unwrap();
+        let answer = receive(&mut dialer).await.unwrap();
+        assert!(
+            matches!(&answer, Opening::Refused { reason } if reason.contains("protocol version 1")),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            accepting.await.unwrap(),
+            Err(HandshakeError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn short_cookies_are_flagged() {
+        assert!(Cookie::new("s3cret").unwrap().is_short());
+        assert!(!Cookie::new("0123456789abcdef").unwrap().is_short());
+    }
 }

@@ -222,6 +222,19 @@ pub async fn accept_links_with(
 
 /// First delay before re-dialing a peer whose link closed or could not open.
 pub const REDIAL_DELAY_INITIAL: Duration = Duration::from_millis(100);
+/// `err` and its sources, joined by ": " ("handshake with … failed: the
+/// peer's cookie proof is wrong"), for a log line that names the cause.
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Longest delay between re-dials.
 pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(5);
 
@@ -310,7 +323,7 @@ pub async fn maintain_link_with(
                 debug!(%addr, "link closed; re-dialing");
             }
             Err(err) => {
-                failures.failed(addr, &err);
+                failures.failed(addr, &with_causes(&err));
             }
         }
         tokio::select! {
@@ -324,6 +337,18 @@ pub async fn maintain_link_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_dial_is_logged_with_its_cause() {
+        let err = ConnectError::Handshake {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            source: HandshakeError::WrongCookie,
+        };
+        assert_eq!(
+            with_causes(&err),
+            "handshake with 127.0.0.1:9 failed: the peer's cookie proof is wrong"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_stays_down_is_warned_about_once_a_minute_and_each_new_error_at_once() {
