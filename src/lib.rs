@@ -72,6 +72,16 @@ pub enum AppError {
     Serve(#[source] io::Error),
 }
 
+impl AppError {
+    /// Whether this is a bad setting (the cluster's, the TLS files named
+    /// by it) rather than a failure of the machine: the binary exits 2 for
+    /// it, as for any bad configuration value.
+    #[must_use]
+    pub fn is_bad_setting(&self) -> bool {
+        matches!(self, Self::Cluster(_) | Self::Tls(_))
+    }
+}
+
 /// A started application: the node runs, the listener is bound.
 #[derive(Debug)]
 pub struct App {
@@ -100,6 +110,9 @@ impl App {
             addr: config.http_addr,
             source,
         })?;
+        // The cluster settings and TLS files are checked before anything is
+        // created on disk, so a bad one leaves no half-started node behind.
+        let cluster = cluster_config(&config)?;
         let data_dir = config.node_data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
             path: data_dir.clone(),
@@ -116,7 +129,7 @@ impl App {
         shop.user_shards.clone_from(&config.user_shards);
         shop.webhook.clone_from(&config.webhook);
         let mut builder = bulwark_actors::install(Node::builder(node_config), &shop)?;
-        if let Some(cluster) = cluster_config(&config)? {
+        if let Some(cluster) = cluster {
             builder = builder.cluster(cluster);
         }
         let node = builder.start().await?;

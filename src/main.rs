@@ -99,6 +99,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
         .and_then(|runtime| runtime.block_on(run(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err)
+            if err
+                .downcast_ref::<bulwark::AppError>()
+                .is_some_and(bulwark::AppError::is_bad_setting) =>
+        {
+            // A bad setting, found before anything started: one line, as
+            // for the other bad values.
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             error!(error = format!("{err:#}"), "bulwark failed");
             eprintln!("error: {err:#}");

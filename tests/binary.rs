@@ -362,6 +362,35 @@ fn a_log_setting_that_does_not_parse_exits_2_naming_it() {
 }
 
 #[test]
+fn unreadable_tls_files_exit_2_before_any_store_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let missing = dir.path().join("missing.pem");
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(["serve", "--http", "127.0.0.1:0", "--cluster", "127.0.0.1:0"])
+        .args(["--cookie", "a-long-enough-cluster-cookie"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--tls-cert")
+        .arg(&missing)
+        .arg("--tls-key")
+        .arg(&missing)
+        .arg("--tls-ca")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing.pem"), "{stderr}");
+    assert_eq!(
+        stderr.matches("missing.pem").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(!data.exists(), "nothing created: {stderr}");
+}
+
+#[test]
 fn an_unknown_key_in_the_config_file_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bulwark.toml");
