@@ -174,6 +174,67 @@ async fn a_second_node_with_a_live_members_name_is_refused() {
     }
 }
 
+/// A log sink for one test: what the runtime logs while it is the default
+/// subscriber of the test's (current-thread) runtime.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_member_running_a_service_this_node_runs_too_is_warned_about() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let shared = Shared::default();
+    let n1 = Node::builder(NodeConfig::new("n1"))
+        .service(Svc::<0>::new(&shared), ServiceConfig::default())
+        .cluster(cluster(&[]))
+        .start()
+        .await
+        .unwrap();
+    let a1 = n1.cluster().unwrap().addr();
+    let n2 = Node::builder(NodeConfig::new("n2"))
+        .service(Svc::<0>::new(&shared), ServiceConfig::default())
+        .service(Svc::<1>::new(&shared), ServiceConfig::default())
+        .cluster(cluster(&[a1]))
+        .start()
+        .await
+        .unwrap();
+    eventually("the overlap is logged", || {
+        logs.text()
+            .contains("a member runs services this node runs too")
+    })
+    .await;
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("a member runs services this node runs too"))
+        .unwrap();
+    assert!(line.contains("svc-0") && !line.contains("svc-1"), "{line}");
+    for node in [&n2, &n1] {
+        node.shutdown().await;
+    }
+}
+
 /// The failure of `node`'s built-in "cluster joined" check, `None` when it
 /// passes.
 fn not_joined(node: &Node) -> Option<String> {

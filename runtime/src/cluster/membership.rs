@@ -376,6 +376,25 @@ impl Inbound for Cluster {
                 info!(node = %self.inner.me, via = %peer, "joined the cluster");
             }
             info!(peer = %peer, addr = ?announcement.addr, services = ?announcement.services, "member up");
+            let local: HashSet<String> = self
+                .inner
+                .router
+                .services()
+                .into_iter()
+                .map(|(name, _)| name.to_string())
+                .collect();
+            let both: Vec<&String> = announcement
+                .services
+                .iter()
+                .filter(|name| local.contains(name.as_str()))
+                .collect();
+            if !both.is_empty() {
+                warn!(
+                    peer = %peer,
+                    services = ?both,
+                    "a member runs services this node runs too: each instance keeps its own store, so their data splits between the nodes; run each service on one node (--services) or shard it"
+                );
+            }
             self.announce_all();
         }
         let linked: HashSet<String> = self
