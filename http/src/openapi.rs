@@ -90,21 +90,7 @@ impl Modify for ApiKeyScheme {
                 "The client is over its rate limit; `Retry-After` says when to retry",
             ),
         ];
-        for (path, item) in &mut openapi.paths.paths {
-            if !path.starts_with(crate::API_PREFIX) {
-                continue;
-            }
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                guard(operation, &gate);
-            }
-        }
+        for_each_api_operation(openapi, |operation| guard(operation, &gate));
     }
 }
 
@@ -130,23 +116,33 @@ impl Modify for EdgeAnswers {
             ("413", "The body (sent or declared) is over the body limit"),
             ("415", "The body is not `Content-Type: application/json`"),
         ];
-        for (path, item) in &mut openapi.paths.paths {
-            if !path.starts_with(crate::API_PREFIX) {
-                continue;
+        for_each_api_operation(openapi, |operation| {
+            add_answers(operation, &any);
+            if operation.request_body.is_some() {
+                add_answers(operation, &with_body);
             }
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                add_answers(operation, &any);
-                if operation.request_body.is_some() {
-                    add_answers(operation, &with_body);
-                }
-            }
+        });
+    }
+}
+
+/// Calls `f` with every operation under `/api/v1`.
+fn for_each_api_operation(
+    openapi: &mut utoipa::openapi::OpenApi,
+    mut f: impl FnMut(&mut Operation),
+) {
+    for (path, item) in &mut openapi.paths.paths {
+        if !path.starts_with(crate::API_PREFIX) {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            f(operation);
         }
     }
 }

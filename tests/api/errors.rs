@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{problem, spawn_app};
+use crate::helpers::{TestApp, problem, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_400() {
@@ -123,6 +123,17 @@ async fn an_unknown_body_field_is_422_so_a_client_cannot_set_id() {
     app.stop().await;
 }
 
+/// How many orders `user` has.
+async fn orders_of(app: &TestApp, user: &serde_json::Value) -> u64 {
+    let orders: serde_json::Value = app
+        .list_orders(&format!("?user_id={}", user["id"]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    orders["total"].as_u64().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_is_a_json_array_is_400_and_creates_nothing() {
     let app = spawn_app().await;
@@ -159,13 +170,7 @@ async fn a_body_that_is_a_json_array_is_400_and_creates_nothing() {
     assert_eq!(problem["field"], "items[0]");
     let users: serde_json::Value = app.list_users("").await.json().await.unwrap();
     assert_eq!(users["total"], 1, "{users}");
-    let orders: serde_json::Value = app
-        .list_orders(&format!("?user_id={}", user["id"]))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(orders["total"], 0, "{orders}");
+    assert_eq!(orders_of(&app, &user).await, 0);
     app.stop().await;
 }
 
@@ -188,12 +193,6 @@ async fn an_idempotency_key_sent_twice_is_422_and_places_nothing() {
         .unwrap();
     let problem = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(problem["field"], "Idempotency-Key");
-    let orders: serde_json::Value = app
-        .list_orders(&format!("?user_id={}", user["id"]))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(orders["total"], 0, "{orders}");
+    assert_eq!(orders_of(&app, &user).await, 0);
     app.stop().await;
 }

@@ -364,8 +364,14 @@ mod tests {
 
     /// Drives the listener by hand as a dialer that does not know the
     /// cookie, recording every message the listener sends.
-    #[tokio::test]
-    async fn a_dialer_without_the_cookie_gets_no_proof_to_guess_it_from() {
+    /// A listener "n1" accepting in a task, and the dialing end of its
+    /// transport after sending `Hello` with `protocol` (driven by hand).
+    async fn hello_to_a_listener(
+        protocol: u16,
+    ) -> (
+        Transport<tokio::io::DuplexStream>,
+        tokio::task::JoinHandle<Result<String, HandshakeError>>,
+    ) {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let (mut dialer, mut listener) = (framed(a), framed(b));
         let cookie = Cookie::new("the-real-cluster-cookie").unwrap();
@@ -373,13 +379,19 @@ mod tests {
         send(
             &mut dialer,
             &Opening::Hello {
-                protocol: PROTOCOL_VERSION,
+                protocol,
                 node: "evil".to_owned(),
                 nonce: [7; 32],
             },
         )
         .await
         .unwrap();
+        (dialer, accepting)
+    }
+
+    #[tokio::test]
+    async fn a_dialer_without_the_cookie_gets_no_proof_to_guess_it_from() {
+        let (mut dialer, accepting) = hello_to_a_listener(PROTOCOL_VERSION).await;
         let challenge = receive(&mut dialer).await.unwrap();
         assert!(
             matches!(&challenge, Opening::Challenge { node, .. } if node == "n1"),
@@ -406,20 +418,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_1_dialer_is_told_its_version_is_refused() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let (mut dialer, mut listener) = (framed(a), framed(b));
-        let cookie = Cookie::new("the-real-cluster-cookie").unwrap();
-        let accepting = tokio::spawn(async move { accept(&mut listener, "n1", &cookie).await });
-        send(
-            &mut dialer,
-            &Opening::Hello {
-                protocol: 1,
-                node: "old".to_owned(),
-                nonce: [7; 32],
-            },
-        )
-        .await
-        .unwrap();
+        let (mut dialer, accepting) = hello_to_a_listener(1).await;
         let answer = receive(&mut dialer).await.unwrap();
         assert!(
             matches!(&answer, Opening::Refused { reason } if reason.contains("protocol version 1")),
